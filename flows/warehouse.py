@@ -125,6 +125,20 @@ create table if not exists model_registry (
     artifact_sha256 varchar not null,
     note varchar
 )""",
+    "model_features": """
+create table if not exists model_features (
+    model_id varchar not null,
+    feature varchar not null,
+    is_categorical boolean not null,
+    gain_importance double,
+    primary key (model_id, feature)
+)""",
+    "model_training_months": """
+create table if not exists model_training_months (
+    model_id varchar not null,
+    month varchar not null,
+    primary key (model_id, month)
+)""",
     "pipeline_runs": """
 create table if not exists pipeline_runs (
     run_id varchar not null,

@@ -1,0 +1,66 @@
+"""Shared fixtures: a fresh data directory per test and the real sample split by month."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+
+from flows.config import Settings, load_settings
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "home_credit"
+REAL_SAMPLE = SHARED_DATA / "application_sample.csv"
+REAL_UNLABELED = SHARED_DATA / "application_unlabeled_sample.csv"
+
+# How the business splits the real sample, in file order: history, then four months of 1,000 rows.
+REAL_SPLIT = [
+    ("initial.csv", 2999),
+    ("20201001.csv", 1000),
+    ("20201101.csv", 1000),
+    ("20201201.csv", 1000),
+    ("20210101.csv", 1000),
+]
+REAL_MONTHS = ["2020-10", "2020-11", "2020-12", "2021-01"]
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings of an empty deployment whose data directory lives in the test's tmp_path."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("CREDITFLOW_HOME", str(home))
+    monkeypatch.delenv("CREDITFLOW_WEBHOOK_URL", raising=False)
+    result = load_settings(home)
+    result.ensure_dirs()
+    return result
+
+
+def split_real_sample(out_dir: Path) -> list[Path]:
+    """Write the real sample as the business's files (initial.csv, then YYYYMMDD.csv)."""
+    if not REAL_SAMPLE.exists():
+        pytest.skip(f"real sample not found at {REAL_SAMPLE}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with REAL_SAMPLE.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        paths = []
+        for name, count in REAL_SPLIT:
+            path = out_dir / name
+            with path.open("w", newline="", encoding="utf-8") as out:
+                writer = csv.writer(out)
+                writer.writerow(header)
+                for _ in range(count):
+                    writer.writerow(next(reader))
+            paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def real_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The real sample split into initial.csv and four monthly files (read-only for tests)."""
+    return split_real_sample(tmp_path_factory.mktemp("real_sample"))
