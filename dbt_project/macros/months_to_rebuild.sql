@@ -1,0 +1,34 @@
+{#
+    Select the months of `upstream` that an incremental model must (re)build: months missing from
+    the model, and months whose load or labels changed. A month is compared by its load_id, row
+    count, labelled row count and defaults, so a re-ingested month (new load_id) and labels that
+    arrived later for a stored month (same load_id, other targets) are both rebuilt.
+    Call it only inside `if is_incremental()`, where the model ({{ this }}) exists.
+#}
+{% macro months_to_rebuild(upstream) %}
+    select upstream_months.month
+    from (
+        {{ _month_signature(upstream) }}
+    ) as upstream_months
+    left join (
+        {{ _month_signature(this) }}
+    ) as stored_months
+        on upstream_months.month = stored_months.month
+    where
+        stored_months.month is null
+        or upstream_months.load_ids <> stored_months.load_ids
+        or upstream_months.row_count <> stored_months.row_count
+        or upstream_months.labelled_count <> stored_months.labelled_count
+        or upstream_months.default_count <> stored_months.default_count
+{% endmacro %}
+
+{% macro _month_signature(relation) %}
+    select
+        month,
+        {{ dbt.concat(["min(load_id)", "'/'", "max(load_id)"]) }} as load_ids,
+        count(*) as row_count,
+        count(target) as labelled_count,
+        coalesce(sum(target), 0) as default_count
+    from {{ relation }}
+    group by month
+{% endmacro %}

@@ -1,0 +1,190 @@
+"""Running dbt in-process on the warehouse of one deployment.
+
+dbt runs through its programmatic entry point (``dbtRunner``) with the project in
+``dbt_project/`` and the profile in the repository root. The profile reads the warehouse path
+from ``CREDITFLOW_HOME``, which is set from the settings for the duration of the run. dbt's
+compiled SQL, manifest and log go under the data directory (``dbt_target/``, ``dbt_logs/``), so
+two deployments, or two test runs, never share them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from flows.config import DBT_PROJECT_DIR, PROFILES_DIR, Settings
+from flows.errors import CreditflowError
+from flows.warehouse import WarehouseLockedError, connect, init_warehouse
+
+logger = logging.getLogger(__name__)
+# dbt's own messages (progress, results, the SQL at debug level) are logged under this name.
+dbt_logger = logging.getLogger(f"{__name__}.dbt")
+
+# Seconds to wait for another process to release the warehouse before failing.
+LOCK_WAIT_SECONDS = 5.0
+
+_FAILED_STATUSES = {"error", "fail", "runtime error"}
+_LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+class DbtError(CreditflowError):
+    """A dbt command failed; the message names the failed nodes and dbt's messages."""
+
+
+def target_dir(settings: Settings) -> Path:
+    """Return the folder of dbt's compiled SQL, manifest and docs for this deployment."""
+    return settings.home.resolve() / "dbt_target"
+
+
+def log_dir(settings: Settings) -> Path:
+    return settings.home.resolve() / "dbt_logs"
+
+
+def run_dbt(settings: Settings, args: list[str], project_dir: Path | None = None) -> None:
+    """Run the dbt command ``args`` (e.g. ``["build"]``) on the warehouse of ``settings``.
+
+    Creates the tables that dbt reads as sources if they are missing, runs dbt in this process
+    and releases the DuckDB file before returning, so the next step or process can open it.
+    Raises :class:`DbtError` naming the failed models and tests with dbt's messages.
+    """
+    project_dir = Path(project_dir or DBT_PROJECT_DIR)
+    _prepare_warehouse(settings)
+    command = [
+        *args,
+        "--project-dir", str(project_dir),
+        "--profiles-dir", str(PROFILES_DIR),
+        "--target-path", str(target_dir(settings)),
+        "--log-path", str(log_dir(settings)),
+        # Output reaches the Python logger through the callback, not dbt's own stdout printer.
+        "--log-level", "none",
+        "--no-use-colors",
+    ]
+    logger.info("running dbt %s on %s", " ".join(args), settings.warehouse)
+
+    from dbt.cli.main import dbtRunner
+
+    runner = dbtRunner(callbacks=[_log_dbt_event])
+    with _creditflow_home(settings.home.resolve()):
+        try:
+            outcome = runner.invoke(command)
+        finally:
+            _release_warehouse()
+
+    failure = _describe_failure(outcome, args, settings)
+    if failure:
+        raise DbtError(failure)
+    logger.info("dbt %s finished", " ".join(args))
+
+
+def build_features(settings: Settings) -> None:
+    """Rebuild the applications and feature tables and run their tests (not monitoring)."""
+    run_dbt(settings, ["build", "--exclude", "tag:monitoring"])
+
+
+def build_monitoring(settings: Settings) -> None:
+    """Rebuild the monitoring tables (dbt models tagged ``monitoring``) and run their tests."""
+    run_dbt(settings, ["build", "--select", "tag:monitoring"])
+
+
+def generate_docs(settings: Settings) -> Path:
+    """Write the dbt documentation site of the warehouse and return its ``index.html``."""
+    run_dbt(settings, ["docs", "generate"])
+    return target_dir(settings) / "index.html"
+
+
+def command_build(args: argparse.Namespace, settings: Settings) -> int:
+    """CLI: ``creditflow build [--select SELECTION]``."""
+    dbt_args = ["build"]
+    if args.select:
+        dbt_args += ["--select", args.select]
+    run_dbt(settings, dbt_args)
+    print(f"dbt build finished on {settings.warehouse}")
+    return 0
+
+
+def _prepare_warehouse(settings: Settings) -> None:
+    """Create the source tables, failing fast with the path when another process holds the file."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    try:
+        with connect(settings.warehouse, wait_seconds=LOCK_WAIT_SECONDS) as connection:
+            init_warehouse(connection)
+    except WarehouseLockedError as error:
+        raise DbtError(str(error)) from error
+
+
+@contextlib.contextmanager
+def _creditflow_home(home: Path) -> Iterator[None]:
+    """Set ``CREDITFLOW_HOME`` for profiles.yml while dbt runs, then restore the old value."""
+    previous = os.environ.get("CREDITFLOW_HOME")
+    os.environ["CREDITFLOW_HOME"] = str(home)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("CREDITFLOW_HOME", None)
+        else:
+            os.environ["CREDITFLOW_HOME"] = previous
+
+
+def _release_warehouse() -> None:
+    """Close the DuckDB database that dbt-duckdb keeps open between invocations.
+
+    dbt-duckdb 1.11 keeps one database environment per process in a class attribute, and its
+    close_all_connections() only drops the reference, which leaves the file locked until the
+    garbage collector runs.
+    """
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:
+        return
+    environment = DuckDBConnectionManager._ENV
+    DuckDBConnectionManager._ENV = None
+    if environment is not None:
+        environment.close()
+
+
+def _log_dbt_event(event) -> None:
+    """Pass one dbt event message to the Python logger at its own level."""
+    level = _LOG_LEVELS.get(event.info.level, logging.INFO)
+    if not dbt_logger.isEnabledFor(level):
+        return
+    text = event.info.msg.strip()
+    if text:
+        dbt_logger.log(level, "%s", text)
+
+
+def _describe_failure(outcome, args: list[str], settings: Settings) -> str | None:
+    """Return the error message of a failed dbt invocation, or None when it succeeded."""
+    if outcome.success:
+        return None
+    where = (
+        f"See {log_dir(settings) / 'dbt.log'} for the SQL and the full log, fix the model or "
+        "the data, then run `creditflow build` again."
+    )
+    head = f"dbt {' '.join(args)} failed on {settings.warehouse}"
+    if outcome.exception is not None:
+        return f"{head}: {outcome.exception}. {where}"
+
+    failures = []
+    skipped = 0
+    for result in getattr(outcome.result, "results", None) or []:
+        status = str(result.status).lower()
+        if status == "skipped":
+            skipped += 1
+        elif status in _FAILED_STATUSES:
+            node = result.node
+            name = f"{node.resource_type} {node.name}"
+            failures.append(f"- {name} ({status}): {(result.message or '').strip()}")
+    if not failures:
+        return f"{head} without naming a failed node. {where}"
+    lines = [f"{head}: {len(failures)} node(s) failed, {skipped} skipped.", *failures, where]
+    return "\n".join(lines)
