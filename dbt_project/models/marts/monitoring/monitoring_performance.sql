@@ -1,0 +1,97 @@
+{{ config(materialized='table', tags=['monitoring']) }}
+
+{#-
+    Realized performance of each scored month whose applications have labels: AUC
+    (Mann-Whitney, ties counted as half), Gini = 2 AUC - 1, Kolmogorov-Smirnov statistic and
+    the default rate. Months without labels have no row. The comparison with the model's
+    validation AUC is made in flows/monitoring.py, because the registry stores metrics as JSON.
+-#}
+
+with
+
+predictions as (
+    select * from {{ source('creditflow', 'predictions') }}
+),
+
+applications as (
+    select * from {{ ref('int_applications_accumulated') }}
+),
+
+labeled_predictions as (
+    select
+        predictions.sk_id_curr,
+        predictions.score_month as month,
+        predictions.model_id,
+        predictions.default_probability,
+        applications.target
+    from predictions
+    inner join applications
+        on predictions.sk_id_curr = applications.sk_id_curr and predictions.score_month = applications.month
+    where applications.target is not null
+),
+
+month_auc as (
+    {{ monitoring_auc('labeled_predictions', ['month']) }}
+),
+
+score_points as (
+    select
+        month,
+        default_probability,
+        sum(target) as positives,
+        sum(1 - target) as negatives
+    from labeled_predictions
+    group by month, default_probability
+),
+
+cumulative_rates as (
+    select
+        month,
+        sum(positives) over (
+            partition by month order by default_probability desc
+            rows between unbounded preceding and current row
+        ) / cast(sum(positives) over (partition by month) as {{ type_double() }})
+        as true_positive_rate,
+        sum(negatives) over (
+            partition by month order by default_probability desc
+            rows between unbounded preceding and current row
+        ) / cast(sum(negatives) over (partition by month) as {{ type_double() }})
+        as false_positive_rate
+    from score_points
+),
+
+month_ks as (
+    select
+        month,
+        max(abs(true_positive_rate - false_positive_rate)) as ks
+    from cumulative_rates
+    group by month
+),
+
+month_models as (
+    select
+        month,
+        min(model_id) as model_id,
+        count(*) as scored_rows
+    from labeled_predictions
+    group by month
+),
+
+final as (
+    select
+        month_auc.month,
+        month_models.model_id,
+        month_auc.labeled_rows,
+        month_auc.positives as defaults,
+        month_auc.positives / cast(month_auc.labeled_rows as {{ type_double() }}) as default_rate,
+        month_auc.auc,
+        2 * month_auc.auc - 1 as gini,
+        case when month_auc.auc is not null then month_ks.ks end as ks
+    from month_auc
+    inner join month_models
+        on month_auc.month = month_models.month
+    inner join month_ks
+        on month_auc.month = month_ks.month
+)
+
+select * from final
