@@ -1,0 +1,687 @@
+"""The monthly flow: one month from the inbox file to scored, monitored and exported predictions.
+
+Steps, in order: ``land`` (pick up the month's file from the inbox), ``gate`` (validate it and
+load it into the warehouse), ``build`` (dbt features), ``train`` (retrain, or reuse the champion),
+``score``, ``monitor`` (dbt monitoring models), ``export`` (CSV and Parquet), ``report`` (HTML)
+and ``notify``. Each step is a Prefect task that reads and writes the warehouse or files and
+returns only a small JSON summary, never a data frame, so a month can be rerun whole or from any
+step. Every run and step is recorded in the ``pipeline_runs`` table.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Prefect reads these when it is imported. Without PREFECT_API_URL, Prefect starts a temporary
+# local server, whose start-up took 22 s on a 2-core machine: past Prefect's 20 s default.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+import contextvars  # noqa: E402
+import dataclasses  # noqa: E402
+import getpass  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import shutil  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # noqa: E402
+
+from prefect import flow, get_run_logger, runtime, task  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+
+from flows import pipeline_runs  # noqa: E402
+from flows.config import Settings, load_settings  # noqa: E402
+from flows.errors import CreditflowError  # noqa: E402
+from flows.month_lock import month_lock  # noqa: E402
+from flows.months import (  # noqa: E402
+    HISTORY,
+    month_from_filename,
+    month_range,
+    month_sort_key,
+    monthly_file_name,
+    parse_month,
+    previous_month,
+)
+from flows.notify import build_payload, notify  # noqa: E402
+from flows.pipeline_runs import FAILED, RUN, SKIPPED, SUCCEEDED  # noqa: E402
+from flows.warehouse import WarehouseLockedError, connect, table_exists  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+STEPS = ("land", "gate", "build", "train", "score", "monitor", "export", "report", "notify")
+FLOW_NAME = "creditflow-monthly"
+
+# Settings of the run started by run_month; a deployment run reads them from the environment.
+_SETTINGS: contextvars.ContextVar[Settings | None] = contextvars.ContextVar(
+    "creditflow_settings", default=None
+)
+
+
+class RunFailedError(CreditflowError):
+    """A step of a monthly run failed; the message names the month, the step and the cause."""
+
+    def __init__(self, month: str, step: str, error: str) -> None:
+        super().__init__(
+            f"month {month} failed at step {step}: {error}\n"
+            f"After fixing the cause, rerun from that step: "
+            f"creditflow run --month {month} --from {step}"
+        )
+        self.month = month
+        self.step = step
+        self.error = error
+
+
+# --- choosing what to run -------------------------------------------------------------------
+
+def select_steps(from_step: str | None = None, only_step: str | None = None) -> list[str]:
+    """Return the steps a run executes: all, those from ``from_step`` on, or ``only_step``."""
+    if from_step and only_step:
+        raise CreditflowError("give either a step to start from or a single step, not both")
+    for name in (from_step, only_step):
+        if name and name not in STEPS:
+            raise CreditflowError(f"unknown step {name!r}: choose one of {', '.join(STEPS)}")
+    if only_step:
+        return [only_step]
+    if from_step:
+        return list(STEPS[STEPS.index(from_step):])
+    return list(STEPS)
+
+
+def month_before(moment: datetime, timezone: str) -> str:
+    """Return the calendar month before the one ``moment`` falls in, in ``timezone``."""
+    try:
+        local = moment.astimezone(ZoneInfo(timezone))
+    except ZoneInfoNotFoundError as error:
+        raise CreditflowError(
+            f"unknown time zone {timezone!r} (CREDITFLOW_TIMEZONE): use an IANA name such as "
+            "UTC or Europe/Paris"
+        ) from error
+    return previous_month(f"{local.year:04d}-{local.month:02d}")
+
+
+def resolve_month(month: str | None, timezone: str) -> str:
+    """Validate ``month``; without one, take the month that ended before the run was scheduled."""
+    if month is None:
+        scheduled = runtime.flow_run.scheduled_start_time or datetime.now(UTC)
+        return month_before(scheduled, timezone)
+    try:
+        value = parse_month(month)
+    except ValueError as error:
+        raise CreditflowError(str(error)) from error
+    if value == HISTORY:
+        raise CreditflowError(
+            "the history file is loaded by the run of the first calendar month: put initial.csv "
+            "in the inbox and run that month (e.g. creditflow run --month 2020-10)"
+        )
+    return value
+
+
+# --- retries --------------------------------------------------------------------------------
+
+def is_transient(error: BaseException | None) -> bool:
+    """Return True for errors worth retrying: the warehouse file briefly locked by a process."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, WarehouseLockedError):
+            return True
+        text = str(error).lower()
+        if "could not set lock on file" in text or "conflicting lock" in text:
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False
+
+
+def _retry_when_transient(task_: Any, task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except Exception as error:  # noqa: BLE001 - the failure of the task, whatever its type
+        return is_transient(error)
+    return False
+
+
+def step_task(name: str) -> Callable[[Callable[..., dict[str, Any]]], Any]:
+    """Make a step a Prefect task retried only on a locked warehouse, never on bad data."""
+    return task(
+        name=name,
+        task_run_name=f"{name} {{month}}",
+        cache_policy=NO_CACHE,
+        persist_result=False,
+        retries=3,
+        retry_delay_seconds=[5, 15, 30],
+        retry_condition_fn=_retry_when_transient,
+    )
+
+
+# --- the steps ------------------------------------------------------------------------------
+
+def incoming_dir(settings: Settings, month: str) -> Path:
+    """Folder of the files landed for ``month`` and not yet through the gate."""
+    return settings.home / "runs" / month / "incoming"
+
+
+def _query_one(settings: Settings, sql: str, parameters: list[Any], table: str) -> Any:
+    if not settings.warehouse.exists():
+        return None
+    with connect(settings.warehouse, wait_seconds=60) as connection:
+        if not table_exists(connection, table):
+            return None
+        row = connection.execute(sql, parameters).fetchone()
+    return row[0] if row else None
+
+
+def loaded_rows(settings: Settings, month: str) -> int:
+    """Return how many applications of ``month`` the warehouse holds."""
+    count = _query_one(settings, "select count(*) from raw_applications where month = ?",
+                       [month], "raw_applications")
+    return int(count or 0)
+
+
+def _inbox_files(settings: Settings, month: str) -> tuple[list[Path], Path | None]:
+    monthly, history = [], None
+    if not settings.inbox.is_dir():
+        return monthly, history
+    for path in sorted(settings.inbox.iterdir()):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        try:
+            file_month = month_from_filename(path)
+        except ValueError:
+            continue
+        if file_month == month:
+            monthly.append(path)
+        elif file_month == HISTORY:
+            history = path
+    return monthly, history
+
+
+@step_task("land")
+def land(settings: Settings, month: str) -> dict[str, Any]:
+    """Move the month's file, and the history file while no history is loaded, out of the inbox."""
+    log = get_run_logger()
+    monthly, history = _inbox_files(settings, month)
+    if len(monthly) > 1:
+        names = ", ".join(path.name for path in monthly)
+        raise CreditflowError(
+            f"{len(monthly)} files for month {month} in {settings.inbox}: {names}. A month has one "
+            "file: keep the right one and move the others away"
+        )
+    picked = list(monthly)
+    if history is not None:
+        if loaded_rows(settings, HISTORY):
+            log.warning("%s stays in the inbox: history is already loaded. To replace it, run "
+                        "creditflow ingest %s", history.name, history)
+        else:
+            picked.insert(0, history)
+
+    target = incoming_dir(settings, month)
+    target.mkdir(parents=True, exist_ok=True)
+    for path in picked:
+        for earlier in target.iterdir():
+            if month_from_filename(earlier) == month_from_filename(path):
+                log.warning("%s replaces %s, landed earlier and not yet through the gate",
+                            path.name, earlier.name)
+                earlier.unlink()
+        shutil.move(str(path), str(target / path.name))
+    names = [path.name for path in picked]
+    log.info("%s land: %s", month,
+             ", ".join(names) if names else f"no new file in {settings.inbox}")
+    return {"files": names}
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "creditflow"
+
+
+@step_task("gate")
+def gate(settings: Settings, month: str) -> dict[str, Any]:
+    """Validate and load the landed files (history first); a rejected file fails the run."""
+    from flows.ingest import ingest_file
+
+    log = get_run_logger()
+    folder = incoming_dir(settings, month)
+    pending = sorted(folder.iterdir(), key=lambda p: month_sort_key(month_from_filename(p))) \
+        if folder.is_dir() else []
+    files = []
+    for path in pending:
+        file_month = month_from_filename(path)
+        log.info("%s gate: validating %s", month, path.name)
+        result = ingest_file(settings, path, month=file_month, user=_user())
+        # The gate kept the original bytes (landed or quarantined), so the pending copy can go.
+        path.unlink()
+        if result.outcome == "rejected":
+            raise CreditflowError(
+                f"{result.message or f'the gate rejected {path.name}'} "
+                f"(report: {result.report_path}). "
+                f"Fix the file, put it in {settings.inbox} and run the month again"
+            )
+        log.info("%s gate: %s %s, %s rows", month, path.name, result.outcome, result.rows)
+        files.append({"file": path.name, "month": file_month, "outcome": result.outcome,
+                      "rows": result.rows, "load_id": result.load_id})
+    rows = loaded_rows(settings, month)
+    if rows == 0:
+        raise CreditflowError(
+            f"no applications loaded for month {month}: put its file ({monthly_file_name(month)}) "
+            f"in {settings.inbox} and run the month again"
+        )
+    return {"files": files, "month_rows": rows}
+
+
+@step_task("build")
+def build(settings: Settings, month: str) -> dict[str, Any]:
+    """Rebuild the feature tables with dbt (all models except the monitoring ones)."""
+    from flows.dbt_runner import build_features
+
+    log = get_run_logger()
+    log.info("%s build: dbt build of the feature models", month)
+    build_features(settings)
+    rows = _query_one(settings, "select count(*) from application_features where month = ?",
+                      [month], "application_features")
+    if not rows:
+        raise CreditflowError(
+            f"dbt built no feature rows for month {month}: check that its file passed the gate "
+            "(creditflow status) and the dbt models' filters"
+        )
+    log.info("%s build: %s feature rows", month, rows)
+    return {"feature_rows": int(rows)}
+
+
+def labeled_rows_before(settings: Settings, month: str) -> int:
+    """Return how many labeled applications precede ``month`` (history included)."""
+    count = _query_one(
+        settings,
+        "select count(*) from application_features where target is not null "
+        "and (month = ? or (month <> ? and month < ?))",
+        [HISTORY, HISTORY, month],
+        "application_features",
+    )
+    return int(count or 0)
+
+
+@step_task("train")
+def train(settings: Settings, month: str, reuse_model: bool, trials: int | None
+          ) -> dict[str, Any]:
+    """Train a challenger for ``month`` (promoted if not worse), or keep the champion."""
+    from ml import service
+
+    log = get_run_logger()
+    champion = service.champion(settings)
+    champion_id = champion.get("model_id") if champion else None
+    if reuse_model and champion_id:
+        log.info("%s train: reusing champion %s", month, champion_id)
+        return {"status": SKIPPED, "reason": "reuse of the champion requested",
+                "model_id": champion_id}
+    if labeled_rows_before(settings, month) == 0:
+        if champion_id:
+            log.info("%s train: no labeled applications before %s, scoring with champion %s",
+                     month, month, champion_id)
+            return {"status": SKIPPED, "reason": f"no labeled applications before {month}",
+                    "model_id": champion_id}
+        raise CreditflowError(
+            f"cannot score {month}: no labeled applications before it to train on and no "
+            "champion model. Load the history file (initial.csv) or an earlier labeled month first"
+        )
+    if reuse_model:
+        log.warning("%s train: reuse requested, but there is no champion yet: training one", month)
+    log.info("%s train: tuning and training (trials: %s)", month,
+             trials if trials is not None else "from ml/params.yml")
+    outcome = as_detail(service.train_month(settings, month, trials=trials))
+    log.info("%s train: model %s, validation AUC %s on %s, %s", month, outcome.get("model_id"),
+             outcome.get("validation_auc"), outcome.get("validation_month"),
+             "promoted to champion" if outcome.get("promoted") else
+             f"champion kept ({outcome.get('reason')})")
+    return outcome
+
+
+@step_task("score")
+def score(settings: Settings, month: str) -> dict[str, Any]:
+    """Score the month's applications with the champion into ``predictions`` (one transaction)."""
+    from ml import service
+
+    log = get_run_logger()
+    outcome = as_detail(service.score_month(settings, month))
+    log.info("%s score: %s applications scored by model %s, decisions %s, AUC %s", month,
+             outcome.get("rows"), outcome.get("model_id"), outcome.get("decision_counts"),
+             outcome.get("auc"))
+    return outcome
+
+
+@step_task("monitor")
+def monitor(settings: Settings, month: str) -> dict[str, Any]:
+    """Rebuild the dbt monitoring models (drift, fairness, performance)."""
+    try:
+        from flows.dbt_runner import build_monitoring
+    except ImportError as error:
+        return _not_available("monitor", month, error)
+    get_run_logger().info("%s monitor: dbt build of the monitoring models", month)
+    build_monitoring(settings)
+    return {}
+
+
+@step_task("export")
+def export(settings: Settings, month: str) -> dict[str, Any]:
+    """Write the month's predictions to CSV and Parquet for download."""
+    from ml import service
+
+    outcome = as_detail(service.export_predictions(settings, month))
+    get_run_logger().info("%s export: %s rows to %s", month, outcome.get("rows"),
+                          outcome.get("csv_path"))
+    return outcome
+
+
+@step_task("report")
+def report(settings: Settings, month: str) -> dict[str, Any]:
+    """Write the month's HTML monitoring report."""
+    try:
+        from flows.report import write_report
+    except ImportError as error:
+        return _not_available("report", month, error)
+    path = write_report(settings, month)
+    get_run_logger().info("%s report: %s", month, path)
+    return {"report_path": str(path)}
+
+
+def _not_available(step: str, month: str, error: ImportError) -> dict[str, Any]:
+    # TODO: drop once the monitoring package is part of every install; until then a missing
+    # module skips the step instead of failing the month.
+    get_run_logger().warning("%s %s: skipped, its module is not available (%s)", month, step, error)
+    return {"status": SKIPPED, "reason": f"module not available: {error}"}
+
+
+STEP_TASKS: dict[str, Any] = {
+    "land": land, "gate": gate, "build": build, "train": train, "score": score,
+    "monitor": monitor, "export": export, "report": report,
+}
+
+
+def as_detail(outcome: Any) -> dict[str, Any]:
+    """Turn a step's outcome (dataclass or dict) into plain JSON values."""
+    if dataclasses.is_dataclass(outcome) and not isinstance(outcome, type):
+        outcome = dataclasses.asdict(outcome)
+    return {str(key): plain(value) for key, value in dict(outcome).items()}
+
+
+def plain(value: Any) -> Any:
+    """Return ``value`` as JSON types: paths as text, NumPy scalars as Python numbers."""
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [plain(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return value
+
+
+# --- the summary and the notification -------------------------------------------------------
+
+def monitoring_alerts(settings: Settings, month: str) -> list[dict[str, Any]]:
+    """Return the month's monitoring alerts; an unavailable or failing source gives none."""
+    try:
+        from flows.monitoring import alerts
+    except ImportError as error:
+        logger.warning("monitoring alerts of %s not available: %s", month, error)
+        return []
+    try:
+        return plain(list(alerts(settings, month)))
+    except Exception as error:  # noqa: BLE001 - alerts must never fail the notification
+        logger.warning("reading the monitoring alerts of %s failed: %s: %s", month,
+                       type(error).__name__, error)
+        return []
+
+
+def month_summary(settings: Settings, month: str, run_id: str, results: dict[str, dict],
+                  status: str = SUCCEEDED) -> dict[str, Any]:
+    """Build the notification payload of a successful run from the warehouse and the steps.
+
+    Facts of steps not run this time (``--from``, ``--only``) come from their latest success.
+    """
+    def detail(step: str) -> dict[str, Any]:
+        return results.get(step) or pipeline_runs.latest_detail(settings, month, step) or {}
+
+    scored = _query_one(settings, "select count(*) from predictions where score_month = ?",
+                        [month], "predictions")
+    return build_payload(
+        month=month,
+        status=status,
+        run_id=run_id,
+        rows_scored=int(scored) if scored is not None else None,
+        auc=detail("score").get("auc"),
+        model_id=detail("score").get("model_id"),
+        predictions_csv=detail("export").get("csv_path"),
+        predictions_parquet=detail("export").get("parquet_path"),
+        report_path=detail("report").get("report_path"),
+        alerts=monitoring_alerts(settings, month),
+        steps=[{"step": step, "status": result.get("status", SUCCEEDED)}
+               for step, result in results.items()],
+    )
+
+
+def _send(settings: Settings, run_id: str, month: str, payload: dict[str, Any]) -> None:
+    """Send ``payload`` as the run's notify step; nothing here fails the run."""
+    pipeline_runs.start(settings, run_id, month, "notify")
+    try:
+        delivered = notify(settings, payload)
+    except Exception as error:  # noqa: BLE001 - a notification never fails the run
+        logger.warning("notification of %s failed: %s: %s", month, type(error).__name__, error)
+        pipeline_runs.finish(settings, run_id, "notify", FAILED, error=str(error))
+        return
+    configured = bool(settings.webhook_url)
+    status = FAILED if configured and not delivered else SUCCEEDED
+    error = "the webhook did not accept the message (see the log)" if status == FAILED else None
+    pipeline_runs.finish(settings, run_id, "notify", status, error=error,
+                         detail={"webhook": configured, "delivered": delivered,
+                                 "text": payload["text"]})
+
+
+# --- the flow -------------------------------------------------------------------------------
+
+def _run_id() -> str:
+    flow_run_id = runtime.flow_run.id
+    return str(flow_run_id) if flow_run_id else uuid.uuid4().hex
+
+
+def _error_text(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text if isinstance(error, CreditflowError) else f"{type(error).__name__}: {text}"
+
+
+@flow(name=FLOW_NAME, persist_result=False, log_prints=False)
+def monthly_run(
+    month: str | None = None,
+    from_step: str | None = None,
+    only_step: str | None = None,
+    reuse_model: bool = False,
+    trials: int | None = None,
+) -> dict[str, Any]:
+    """Run one month end to end: land, gate, build, train, score, monitor, export, report, notify.
+
+    Args:
+        month: the month to run, ``YYYY-MM``; by default the month before the scheduled start.
+        from_step: start at this step (earlier steps' results stay as they are).
+        only_step: run this step alone.
+        reuse_model: score with the current champion instead of training a challenger.
+        trials: Optuna trials of the training step (default from ``ml/params.yml``).
+    """
+    settings = _SETTINGS.get() or load_settings()
+    settings.ensure_dirs()
+    month = resolve_month(month, settings.schedule_timezone)
+    steps = select_steps(from_step, only_step)
+    run_id = _run_id()
+    log = get_run_logger()
+    with month_lock(settings, month, run_id):
+        interrupted = pipeline_runs.mark_interrupted(settings, month)
+        if interrupted:
+            log.warning("%s: %s step(s) of an earlier run never ended (process killed?); "
+                        "marked interrupted", month, interrupted)
+        pipeline_runs.start(settings, run_id, month, RUN, detail={
+            "steps": steps, "reuse_model": reuse_model, "trials": trials})
+        log.info("%s: run %s started, steps: %s", month, run_id, ", ".join(steps))
+        return _run_steps(settings, run_id, month, steps, reuse_model, trials)
+
+
+def _run_steps(settings: Settings, run_id: str, month: str, steps: list[str],
+               reuse_model: bool, trials: int | None) -> dict[str, Any]:
+    log = get_run_logger()
+    results: dict[str, dict[str, Any]] = {}
+    for step in steps:
+        if step == "notify":
+            continue
+        pipeline_runs.start(settings, run_id, month, step)
+        arguments: dict[str, Any] = {"reuse_model": reuse_model, "trials": trials} \
+            if step == "train" else {}
+        try:
+            result = STEP_TASKS[step](settings, month, **arguments)
+        except Exception as error:
+            message = _error_text(error)
+            log.error("%s: step %s failed: %s", month, step, message)
+            pipeline_runs.finish(settings, run_id, step, FAILED, error=message)
+            results[step] = {"status": FAILED}
+            payload = build_payload(month=month, status=FAILED, run_id=run_id, failed_step=step,
+                                    error=message,
+                                    steps=[{"step": name, "status": value.get("status", SUCCEEDED)}
+                                           for name, value in results.items()])
+            _send(settings, run_id, month, payload)
+            pipeline_runs.finish(settings, run_id, RUN, FAILED, error=f"{step}: {message}")
+            raise RunFailedError(month, step, message) from error
+        status = result.pop("status", SUCCEEDED)
+        pipeline_runs.finish(settings, run_id, step, status, detail=result)
+        results[step] = {"status": status, **result}
+
+    summary = month_summary(settings, month, run_id, results)
+    if "notify" in steps:
+        _send(settings, run_id, month, summary)
+    pipeline_runs.finish(settings, run_id, RUN, SUCCEEDED, detail=summary)
+    log.info("%s: run %s succeeded: %s", month, run_id, summary["text"])
+    return summary
+
+
+# --- Python and command-line entry points ---------------------------------------------------
+
+def run_month(settings: Settings, month: str | None, from_step: str | None = None,
+              only_step: str | None = None, reuse_model: bool = False,
+              trials: int | None = None) -> dict[str, Any]:
+    """Run the monthly flow for ``month`` with ``settings`` and return its summary.
+
+    Raises :class:`RunFailedError` when a step fails and
+    :class:`flows.month_lock.MonthLockedError` when the month is already running.
+    """
+    token = _SETTINGS.set(settings)
+    try:
+        return monthly_run(month=month, from_step=from_step, only_step=only_step,
+                           reuse_model=reuse_model, trials=trials)
+    finally:
+        _SETTINGS.reset(token)
+
+
+def backfill(settings: Settings, first: str, last: str, reuse_model: bool = False,
+             trials: int | None = None) -> list[dict[str, Any]]:
+    """Run every month from ``first`` to ``last`` in order, stopping at the first failure."""
+    try:
+        months = month_range(first, last)
+    except ValueError as error:
+        raise CreditflowError(str(error)) from error
+    summaries = []
+    for month in months:
+        try:
+            summaries.append(run_month(settings, month, reuse_model=reuse_model, trials=trials))
+        except RunFailedError as error:
+            remaining = months[months.index(month):]
+            raise CreditflowError(
+                f"backfill stopped: {error}\nMonths done: "
+                f"{', '.join(s['month'] for s in summaries) or 'none'}; not done: "
+                f"{', '.join(remaining)}. After the fix: creditflow backfill --from {month} "
+                f"--to {months[-1]}"
+            ) from error
+    return summaries
+
+
+def _duration(started: datetime | None, ended: datetime | None) -> str:
+    if started is None or ended is None:
+        return "-"
+    seconds = (ended - started).total_seconds()
+    return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def describe_step(step: str, detail: dict[str, Any] | None) -> str:
+    """Return the facts of one recorded step in a few words, for ``creditflow status``."""
+    detail = detail or {}
+    if "reason" in detail:
+        return str(detail["reason"])
+    facts = {
+        "land": lambda d: ", ".join(d.get("files", [])) or "no new file",
+        "gate": lambda d: f"{d.get('month_rows')} applications in the month",
+        "build": lambda d: f"{d.get('feature_rows')} feature rows",
+        "train": lambda d: (f"model {d.get('model_id')}, validation AUC "
+                            f"{_number(d.get('validation_auc'))}, "
+                            f"{'promoted' if d.get('promoted') else 'champion kept'}"),
+        "score": lambda d: (f"{d.get('rows')} rows, model {d.get('model_id')}, "
+                            f"AUC {_number(d.get('auc'))}"),
+        "export": lambda d: str(d.get("csv_path", "")),
+        "report": lambda d: str(d.get("report_path", "")),
+        "notify": lambda d: "sent" if d.get("delivered") else (
+            "not delivered" if d.get("webhook") else "logged (no webhook)"),
+    }
+    return facts[step](detail) if step in facts and detail else ""
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "n/a"
+
+
+def format_status(runs: list[dict[str, Any]]) -> str:
+    """Lay out recent runs and their steps as a text table."""
+    if not runs:
+        return "no runs recorded yet: start one with creditflow run --month YYYY-MM"
+    lines = []
+    for run in runs:
+        started = run["started_at"]
+        lines.append(f"{run['month']}  {run['status']:<11}  started {started:%Y-%m-%d %H:%M:%S} "
+                     f"UTC  {_duration(started, run['ended_at']):>7}  run {run['run_id']}")
+        if run.get("error"):
+            lines.append(f"    error: {run['error'].splitlines()[0]}")
+        for step in run["steps"]:
+            text = step["error"].splitlines()[0] if step.get("error") else describe_step(
+                step["step"], json.loads(step["detail"]) if step.get("detail") else None)
+            lines.append(f"    {step['step']:<8} {step['status']:<11} "
+                         f"{_duration(step['started_at'], step['ended_at']):>7}  {text}")
+    return "\n".join(lines)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [summary["text"]]
+    for label, key in (("predictions CSV", "predictions_csv"),
+                       ("predictions Parquet", "predictions_parquet"),
+                       ("report", "report_path")):
+        if summary.get(key):
+            lines.append(f"  {label}: {summary[key]}")
+    for alert in summary.get("alerts") or []:
+        lines.append(f"  alert: {alert.get('message') or alert}")
+    return "\n".join(lines)
+
+
+def command_run(args: Any, settings: Settings) -> int:
+    summary = run_month(settings, args.month, from_step=args.from_step,
+                        only_step=args.only_step, reuse_model=args.reuse_model)
+    print(format_summary(summary))
+    return 0
+
+
+def command_backfill(args: Any, settings: Settings) -> int:
+    summaries = backfill(settings, args.first, args.last, reuse_model=args.reuse_model)
+    for summary in summaries:
+        print(format_summary(summary))
+    return 0
+
+
+def command_status(args: Any, settings: Settings) -> int:
+    print(format_status(pipeline_runs.recent_runs(settings, limit=args.limit)))
+    return 0

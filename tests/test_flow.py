@@ -1,0 +1,251 @@
+"""The monthly flow's framework: step selection, month lock, retries, run records, failures.
+
+These tests run the real Prefect flow (temporary local server) on empty or tiny deployments; the
+whole flow on the real sample months is in ``test_flow_real.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import pytest
+
+from flows import pipeline_runs
+from flows.errors import CreditflowError
+from flows.month_lock import MonthLockedError, lock_path, month_lock, process_is_running
+from flows.monthly import (
+    STEPS,
+    RunFailedError,
+    command_status,
+    is_transient,
+    month_before,
+    resolve_month,
+    run_month,
+    select_steps,
+)
+from flows.warehouse import WarehouseLockedError, connect
+from tests.webhook import WebhookReceiver
+
+
+def _rows(settings, sql, parameters=()):
+    with connect(settings.warehouse, read_only=True) as connection:
+        return connection.execute(sql, list(parameters)).fetchall()
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+# --- step selection and months ---------------------------------------------------------------
+
+def test_select_steps_default_is_all():
+    assert select_steps() == list(STEPS)
+
+
+def test_select_steps_from_score():
+    assert select_steps(from_step="score") == ["score", "monitor", "export", "report", "notify"]
+
+
+def test_select_steps_only_one():
+    assert select_steps(only_step="build") == ["build"]
+
+
+def test_select_steps_unknown_step():
+    with pytest.raises(CreditflowError, match="unknown step 'scoring': choose one of land, gate"):
+        select_steps(from_step="scoring")
+
+
+def test_select_steps_from_and_only():
+    with pytest.raises(CreditflowError, match="not both"):
+        select_steps(from_step="gate", only_step="score")
+
+
+def test_month_before_in_time_zone():
+    moment = datetime(2021, 2, 1, 3, 0, tzinfo=UTC)
+    assert month_before(moment, "UTC") == "2021-01"
+    # 03:00 UTC on 1 February is still 31 January in New York.
+    assert month_before(moment, "America/New_York") == "2020-12"
+
+
+def test_month_before_unknown_zone():
+    with pytest.raises(CreditflowError, match="unknown time zone 'Mars/Base'"):
+        month_before(datetime(2021, 2, 1, tzinfo=UTC), "Mars/Base")
+
+
+def test_resolve_month_default_is_previous():
+    now = datetime.now(UTC)
+    expected = month_before(now, "UTC")
+    assert resolve_month(None, "UTC") == expected
+
+
+def test_resolve_month_rejects_history():
+    with pytest.raises(CreditflowError, match="history file is loaded by the run"):
+        resolve_month("history", "UTC")
+
+
+def test_resolve_month_rejects_invalid():
+    with pytest.raises(CreditflowError, match="invalid month '2021-13'"):
+        resolve_month("2021-13", "UTC")
+
+
+# --- retries -------------------------------------------------------------------------------
+
+def test_transient_locked_warehouse():
+    assert is_transient(WarehouseLockedError("warehouse x is locked"))
+
+
+def test_transient_wrapped_lock():
+    try:
+        try:
+            raise WarehouseLockedError("locked")
+        except WarehouseLockedError as error:
+            raise CreditflowError("dbt failed") from error
+    except CreditflowError as wrapped:
+        assert is_transient(wrapped)
+
+
+def test_bad_data_not_transient():
+    assert not is_transient(CreditflowError("column AMT_CREDIT: value -5 is negative"))
+    assert not is_transient(ValueError("x"))
+
+
+# --- month lock ------------------------------------------------------------------------------
+
+def test_lock_released_after_block(settings):
+    with month_lock(settings, "2021-01", "run-a") as path:
+        assert path.exists()
+        assert json.loads(path.read_text())["run_id"] == "run-a"
+    assert not lock_path(settings, "2021-01").exists()
+
+
+def test_lock_rejects_second_holder(settings):
+    with month_lock(settings, "2021-01", "run-a"):
+        with pytest.raises(MonthLockedError, match="already being run by process") as caught:
+            with month_lock(settings, "2021-01", "run-b"):
+                pass
+    assert "run run-a" in str(caught.value)
+    assert "creditflow status" in str(caught.value)
+
+
+def test_lock_other_month_allowed(settings):
+    with month_lock(settings, "2021-01", "run-a"), month_lock(settings, "2020-12", "run-b"):
+        assert lock_path(settings, "2020-12").exists()
+
+
+def test_lock_of_dead_process_replaced(settings):
+    import socket
+
+    path = lock_path(settings, "2021-01")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pid = _dead_pid()
+    assert not process_is_running(pid)
+    path.write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "run_id": "old"}))
+    with month_lock(settings, "2021-01", "run-new"):
+        assert json.loads(path.read_text())["run_id"] == "run-new"
+
+
+def test_lock_of_other_host_kept(settings):
+    path = lock_path(settings, "2021-01")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"pid": _dead_pid(), "host": "another-host", "run_id": "old"}))
+    with pytest.raises(MonthLockedError, match="on another-host"):
+        with month_lock(settings, "2021-01", "run-new"):
+            pass
+    assert json.loads(path.read_text())["run_id"] == "old"
+
+
+def test_lock_unreadable_file_replaced(settings):
+    path = lock_path(settings, "2021-01")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("{not json")
+    with month_lock(settings, "2021-01", "run-new"):
+        assert json.loads(path.read_text())["run_id"] == "run-new"
+
+
+# --- run records ------------------------------------------------------------------------------
+
+def test_interrupted_rows_closed(settings):
+    pipeline_runs.start(settings, "killed-run", "2021-01", "run")
+    pipeline_runs.start(settings, "killed-run", "2021-01", "score")
+    pipeline_runs.start(settings, "other-month", "2020-12", "score")
+    assert pipeline_runs.mark_interrupted(settings, "2021-01") == 2
+    statuses = _rows(settings, "select month, step, status from pipeline_runs order by month, step")
+    assert statuses == [("2020-12", "score", "running"), ("2021-01", "run", "interrupted"),
+                        ("2021-01", "score", "interrupted")]
+
+
+# --- the flow on an empty or tiny deployment ------------------------------------------------
+
+def test_run_without_file_fails_at_gate(settings):
+    with WebhookReceiver() as receiver:
+        hooked = dataclasses.replace(settings, webhook_url=receiver.url)
+        with pytest.raises(RunFailedError) as caught:
+            run_month(hooked, "2021-01")
+    error = caught.value
+    assert error.step == "gate"
+    assert "no applications loaded for month 2021-01" in str(error)
+    assert "20210101.csv" in str(error)
+    assert "creditflow run --month 2021-01 --from gate" in str(error)
+
+    assert len(receiver.messages) == 1
+    message = receiver.messages[0]
+    assert message["status"] == "failed"
+    assert message["failed_step"] == "gate"
+    assert message["month"] == "2021-01"
+    assert "no applications loaded" in message["error"]
+    assert message["text"].startswith("creditflow 2021-01 failed at step gate")
+
+    rows = _rows(settings, "select step, status from pipeline_runs order by started_at")
+    assert rows == [("run", "failed"), ("land", "succeeded"), ("gate", "failed"),
+                    ("notify", "succeeded")]
+    assert not lock_path(settings, "2021-01").exists()
+
+
+def test_run_rejected_file_fails_at_gate(settings, real_files):
+    lines = real_files[1].read_text(encoding="utf-8").splitlines()[:21]
+    target = lines[0].split(",").index("TARGET")
+    fields = lines[5].split(",")
+    fields[target] = "2"
+    lines[5] = ",".join(fields)
+    (settings.inbox / "20201001.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(RunFailedError, match="20201001.csv rejected for month 2020-10") as caught:
+        run_month(settings, "2020-10")
+    assert caught.value.step == "gate"
+    assert "TARGET" in str(caught.value)
+    assert list(settings.inbox.iterdir()) == []
+    quarantined = [p.name for p in settings.quarantine.rglob("*.csv")]
+    assert len(quarantined) == 1
+    assert quarantined[0].endswith("20201001.csv")
+    assert _rows(settings, "select count(*) from raw_applications") == [(0,)]
+
+
+def test_run_refused_while_month_running(settings):
+    with month_lock(settings, "2021-01", "running-elsewhere"):
+        with pytest.raises(MonthLockedError, match="month 2021-01 is already being run"):
+            run_month(settings, "2021-01")
+    # The refused run recorded nothing.
+    assert not settings.warehouse.exists() or \
+        _rows(settings, "select count(*) from pipeline_runs") == [(0,)]
+
+
+def test_status_shows_failed_run(settings, capsys):
+    with pytest.raises(RunFailedError):
+        run_month(settings, "2021-01", only_step="gate")
+    assert command_status(SimpleNamespace(limit=5), settings) == 0
+    output = capsys.readouterr().out
+    assert "2021-01  failed" in output
+    assert "gate     failed" in output
+    assert "no applications loaded for month 2021-01" in output
+    assert "land" not in output
+
+
+def test_status_without_runs(settings, capsys):
+    assert command_status(SimpleNamespace(limit=5), settings) == 0
+    assert "no runs recorded yet" in capsys.readouterr().out
