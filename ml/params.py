@@ -1,0 +1,162 @@
+"""Model parameters from ``ml/params.yml``: seed, validation, tuning, selection, decisions, names.
+
+The parsed values are checked here, so a typo in the file fails with the key and the value
+before any training starts.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flows.config import ML_PARAMS_FILE
+from flows.errors import CreditflowError
+
+SELECTION_METHODS = ("off", "top_k", "gain_share")
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Parsed contents of the parameters file; ``raw`` is the mapping it was read from."""
+
+    raw: dict[str, Any]
+    source_text: str = field(default="", repr=False)
+
+    @property
+    def seed(self) -> int:
+        return int(self.raw["seed"])
+
+    @property
+    def validation(self) -> dict[str, Any]:
+        return self.raw["validation"]
+
+    @property
+    def tuning(self) -> dict[str, Any]:
+        return self.raw["tuning"]
+
+    @property
+    def lightgbm(self) -> dict[str, Any]:
+        return self.raw["lightgbm"]
+
+    @property
+    def feature_selection(self) -> dict[str, Any]:
+        return self.raw["feature_selection"]
+
+    @property
+    def decision(self) -> dict[str, float]:
+        return self.raw["decision"]
+
+    @property
+    def auc_tolerance(self) -> float:
+        return float(self.raw["promotion"]["auc_tolerance"])
+
+    @property
+    def compare(self) -> dict[str, Any]:
+        return self.raw["compare"]
+
+    @property
+    def reason_names(self) -> dict[str, str]:
+        return dict(self.raw["reason_codes"].get("names") or {})
+
+    @property
+    def reason_top_n(self) -> int:
+        return int(self.raw["reason_codes"]["top_n"])
+
+    def with_overrides(self, **sections: dict[str, Any]) -> ModelParams:
+        """Return a copy with the given sections updated key by key (``tuning={"trials": 5}``)."""
+        raw = copy.deepcopy(self.raw)
+        for section, values in sections.items():
+            if isinstance(raw.get(section), dict):
+                raw[section].update(values)
+            else:
+                raw[section] = values
+        _check(raw, "overrides")
+        return ModelParams(raw=raw, source_text=self.source_text)
+
+
+def load_params(path: str | Path | None = None) -> ModelParams:
+    """Read and check the parameters file (default ``ml/params.yml``)."""
+    path = Path(path or ML_PARAMS_FILE)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as error:
+        raise CreditflowError(
+            f"model parameters file {path} not found: restore ml/params.yml from the repository"
+        ) from error
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise CreditflowError(f"model parameters file {path} is not valid YAML: {error}") from error
+    if not isinstance(raw, dict):
+        raise CreditflowError(f"model parameters file {path} must contain a mapping of sections")
+    _check(raw, str(path))
+    return ModelParams(raw=raw, source_text=text)
+
+
+def _fail(where: str, key: str, value: Any, expected: str) -> CreditflowError:
+    return CreditflowError(f"invalid {key} = {value!r} in {where}: expected {expected}")
+
+
+def _check(raw: dict[str, Any], where: str) -> None:
+    required = ("seed", "validation", "tuning", "lightgbm", "feature_selection", "decision",
+                "promotion", "compare", "reason_codes")
+    for section in required:
+        if section not in raw:
+            raise CreditflowError(f"section {section!r} is missing in {where}: add it "
+                                  "(see ml/params.yml in the repository)")
+
+    if not isinstance(raw["seed"], int):
+        raise _fail(where, "seed", raw["seed"], "an integer")
+
+    validation = raw["validation"]
+    if not isinstance(validation.get("offset"), int) or validation["offset"] < 1:
+        raise _fail(where, "validation.offset", validation.get("offset"), "an integer >= 1")
+    fraction = validation.get("history_holdout_fraction")
+    if not isinstance(fraction, int | float) or not 0 < fraction < 1:
+        raise _fail(where, "validation.history_holdout_fraction", fraction,
+                    "a number between 0 and 1")
+
+    tuning = raw["tuning"]
+    for key in ("trials", "early_stopping_rounds", "max_boost_rounds"):
+        if not isinstance(tuning.get(key), int) or tuning[key] < 1:
+            raise _fail(where, f"tuning.{key}", tuning.get(key), "an integer >= 1")
+    timeout = tuning.get("timeout_seconds")
+    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+        raise _fail(where, "tuning.timeout_seconds", timeout, "a positive number or null")
+    for name, bounds in (tuning.get("search_space") or {}).items():
+        if (not isinstance(bounds, list) or len(bounds) != 2
+                or not all(isinstance(b, int | float) for b in bounds) or bounds[0] > bounds[1]):
+            raise _fail(where, f"tuning.search_space.{name}", bounds,
+                        "[low, high] with low <= high")
+
+    selection = raw["feature_selection"]
+    method = selection.get("method")
+    # YAML reads a bare `off` as the boolean false.
+    if method is False:
+        selection["method"] = method = "off"
+    if method not in SELECTION_METHODS:
+        raise _fail(where, "feature_selection.method", method, " | ".join(SELECTION_METHODS))
+    if not isinstance(selection.get("top_k"), int) or selection["top_k"] < 1:
+        raise _fail(where, "feature_selection.top_k", selection.get("top_k"), "an integer >= 1")
+    share = selection.get("gain_share")
+    if not isinstance(share, int | float) or not 0 < share <= 1:
+        raise _fail(where, "feature_selection.gain_share", share, "a number in (0, 1]")
+
+    decision = raw["decision"]
+    approve, decline = decision.get("approve_below"), decision.get("decline_from")
+    if (not isinstance(approve, int | float) or not isinstance(decline, int | float)
+            or not 0 <= approve <= decline <= 1):
+        raise _fail(where, "decision", decision,
+                    "0 <= approve_below <= decline_from <= 1 (default probabilities)")
+
+    tolerance = raw["promotion"].get("auc_tolerance")
+    if not isinstance(tolerance, int | float) or tolerance < 0:
+        raise _fail(where, "promotion.auc_tolerance", tolerance, "a number >= 0")
+
+    top_n = raw["reason_codes"].get("top_n")
+    if not isinstance(top_n, int) or top_n < 0:
+        raise _fail(where, "reason_codes.top_n", top_n, "an integer >= 0")
