@@ -1,0 +1,310 @@
+"""Land a monthly application file: keep its bytes, gate it, load it into the warehouse or
+quarantine it.
+
+One call of :func:`ingest_file` is one attempt and writes one ``load_log`` row:
+
+- ``loaded``: the month was empty and the file passed the gate;
+- ``replaced``: the month held rows from other bytes; they were deleted and the file's rows
+  inserted in one transaction;
+- ``unchanged``: the month already holds these exact bytes (same SHA-256), nothing is done;
+- ``rejected``: the file failed the gate or the cross-month check; a copy of it and a JSON report
+  go to the quarantine folder and the warehouse keeps its earlier rows.
+
+Accepted bytes are kept read-only under ``landed/<month>/<sha256 prefix>_<file name>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import hashlib
+import json
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from flows.config import Settings
+from flows.errors import CreditflowError
+from flows.gate import find_ids_in_other_months, validate_file
+from flows.gate_read import STAGED_VIEW
+from flows.gate_report import Finding, GateReport, format_findings
+from flows.months import month_from_filename, parse_month
+from flows.schema import COLUMNS, ID_COLUMN
+from flows.suite import SUITE_NAME, SUITE_PATH, load_suite
+from flows.warehouse import WarehouseLockedError, connect, init_warehouse
+
+logger = logging.getLogger(__name__)
+
+OUTCOMES = ("loaded", "replaced", "unchanged", "rejected")
+_HASH_PREFIX = 12
+
+
+@dataclass
+class IngestResult:
+    """Outcome of one ingest attempt, as logged in ``load_log``."""
+
+    outcome: str
+    month: str
+    rows: int
+    sha256: str
+    load_id: str
+    report: dict[str, Any] = field(default_factory=dict)
+    report_path: Path | None = None
+    message: str = ""
+    stored_path: Path | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.outcome != "rejected"
+
+
+def _current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in some containers
+        return "unknown"
+
+
+def _new_load_id(now: datetime, sha256: str) -> str:
+    return f"{now:%Y%m%dT%H%M%S%f}-{sha256[:8]}-{uuid.uuid4().hex[:6]}"
+
+
+def _copy_and_hash(source: Path, target: Path) -> str:
+    """Copy ``source`` to ``target`` and return the SHA-256 of the copied bytes."""
+    digest = hashlib.sha256()
+    with source.open("rb") as reader, target.open("wb") as writer:
+        while chunk := reader.read(8 * 1024 * 1024):
+            digest.update(chunk)
+            writer.write(chunk)
+    return digest.hexdigest()
+
+
+def _keep(received: Path, folder: Path, name: str) -> Path:
+    """Move the received copy to ``folder/name`` as a read-only file; keep an existing one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / name
+    if target.exists():  # same hash prefix and name: the same bytes were kept before
+        received.unlink()
+    else:
+        os.replace(received, target)
+        target.chmod(0o444)
+    return target
+
+
+def _write_report(path: Path, report: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def _resolve_month(path: Path, month: str | None) -> str:
+    try:
+        return parse_month(month) if month else month_from_filename(path)
+    except ValueError as error:
+        raise CreditflowError(f"{path}: {error}") from error
+
+
+def _current_load(connection: duckdb.DuckDBPyConnection, month: str) -> tuple[str, int] | None:
+    """Return (sha256, rows) of the bytes the month holds now, or None when it is empty."""
+    rows = connection.execute(
+        "select count(*) from raw_applications where month = ?", [month]).fetchone()[0]
+    if not rows:
+        return None
+    latest = connection.execute(
+        "select sha256 from load_log where month = ? and outcome in ('loaded', 'replaced') "
+        "order by loaded_at desc limit 1", [month]).fetchone()
+    return (latest[0] if latest else "", int(rows))
+
+
+def _log_attempt(connection: duckdb.DuckDBPyConnection, result: IngestResult, file_name: str,
+                 user: str, now: datetime) -> None:
+    connection.execute(
+        "insert into load_log (load_id, file_name, month, rows, sha256, user_name, loaded_at, "
+        "outcome, message, stored_path, report_path) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [result.load_id, file_name, result.month, result.rows, result.sha256, user, now,
+         result.outcome, result.message,
+         str(result.stored_path) if result.stored_path else None,
+         str(result.report_path) if result.report_path else None],
+    )
+
+
+def _insert_month(connection: duckdb.DuckDBPyConnection, columns: list[str], month: str,
+                  load_id: str) -> None:
+    """Replace the month's rows by the staged file's rows, typed by the column contract."""
+    selected = []
+    for column in COLUMNS:
+        if column.name in columns:
+            selected.append(f"cast(c{columns.index(column.name)} as {column.sql_type})")
+        else:
+            selected.append(f"cast(null as {column.sql_type})")
+    names = ", ".join(c.name.lower() for c in COLUMNS)
+    connection.execute("delete from raw_applications where month = ?", [month])
+    connection.execute(
+        f"insert into raw_applications ({names}, month, load_id) "
+        f"select {', '.join(selected)}, ?, ? from {STAGED_VIEW}",
+        [month, load_id],
+    )
+
+
+def ingest_file(settings: Settings, path: str | os.PathLike, month: str | None = None,
+                user: str | None = None) -> IngestResult:
+    """Gate the file at ``path`` and load it as ``month`` (default: from the file name).
+
+    Returns the outcome; a rejected file is a result, not an exception. Raises
+    :class:`CreditflowError` when the file does not exist, its month cannot be told, or the
+    warehouse is locked by another process.
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise CreditflowError(f"file not found: {source}")
+    month = _resolve_month(source, month)
+    user = user or _current_user()
+    settings.ensure_dirs()
+
+    incoming = settings.landed / f".incoming-{uuid.uuid4().hex}"
+    try:
+        sha256 = _copy_and_hash(source, incoming)
+        return _ingest_copy(settings, source.name, incoming, sha256, month, user)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            incoming.unlink()
+
+
+def _ingest_copy(settings: Settings, file_name: str, incoming: Path, sha256: str, month: str,
+                 user: str) -> IngestResult:
+    now = datetime.now(UTC).replace(tzinfo=None)
+    load_id = _new_load_id(now, sha256)
+    kept_name = f"{sha256[:_HASH_PREFIX]}_{file_name}"
+    suite = load_suite(SUITE_PATH)
+    try:
+        with connect(settings.warehouse) as connection:
+            init_warehouse(connection)
+            current = _current_load(connection, month)
+            if current and current[0] == sha256:
+                return _log_unchanged(settings, connection, file_name, incoming, sha256, month,
+                                      current[1], load_id, user, now)
+
+            report = validate_file(connection, incoming, file_name, suite)
+            if report.passed:
+                location = "row" if report.file_format == "parquet" else "line"
+                overlap = find_ids_in_other_months(connection, report.columns, month, ID_COLUMN,
+                                                   location)
+                if overlap:
+                    report.failures.append(overlap)
+            result = IngestResult(outcome="rejected", month=month, rows=report.rows or 0,
+                                  sha256=sha256, load_id=load_id)
+            if not report.passed:
+                return _reject(settings, connection, result, report, file_name, incoming,
+                               kept_name, user, now)
+            return _accept(settings, connection, result, report, current, file_name, incoming,
+                           kept_name, user, now)
+    except WarehouseLockedError as error:
+        raise CreditflowError(str(error)) from error
+
+
+def _report_dict(report: GateReport, result: IngestResult, now: datetime) -> dict[str, Any]:
+    return {
+        "file": report.file, "month": result.month, "sha256": result.sha256,
+        "load_id": result.load_id, "checked_at": now.isoformat(timespec="seconds"),
+        "suite": SUITE_NAME, "outcome": result.outcome, "message": result.message,
+        **report.to_dict(),
+    }
+
+
+def _reject(settings: Settings, connection: duckdb.DuckDBPyConnection, result: IngestResult,
+            report: GateReport, file_name: str, incoming: Path, kept_name: str, user: str,
+            now: datetime) -> IngestResult:
+    folder = settings.quarantine / result.month
+    result.stored_path = _keep(incoming, folder, kept_name)
+    result.report_path = folder / f"{kept_name}.{result.load_id}.report.json"
+    first = report.failures[0]
+    others = len(report.failures) - 1
+    result.message = (f"{file_name} rejected for month {result.month}: {first.message}"
+                      + (f" (and {others} more failed check(s))" if others else ""))
+    result.report = _report_dict(report, result, now)
+    _write_report(result.report_path, result.report)
+    _log_attempt(connection, result, file_name, user, now)
+    logger.warning("rejected %s for month %s: %s", file_name, result.month, first.message)
+    return result
+
+
+def _accept(settings: Settings, connection: duckdb.DuckDBPyConnection, result: IngestResult,
+            report: GateReport, current: tuple[str, int] | None, file_name: str, incoming: Path,
+            kept_name: str, user: str, now: datetime) -> IngestResult:
+    folder = settings.landed / result.month
+    result.outcome = "replaced" if current else "loaded"
+    result.stored_path = _keep(incoming, folder, kept_name)
+    result.report_path = folder / f"{kept_name}.{result.load_id}.report.json"
+    result.message = f"{file_name}: {result.rows} rows {result.outcome} for month {result.month}"
+    if current:
+        result.message += f" (previously {current[1]} rows from other bytes)"
+    if report.warnings:
+        result.message += f", {len(report.warnings)} warning(s)"
+    result.report = _report_dict(report, result, now)
+
+    connection.execute("begin transaction")
+    try:
+        _insert_month(connection, report.columns, result.month, result.load_id)
+        _log_attempt(connection, result, file_name, user, now)
+        connection.execute("commit")
+    except duckdb.Error:
+        connection.execute("rollback")
+        raise
+    _write_report(result.report_path, result.report)
+    logger.info("%s", result.message)
+    return result
+
+
+def _log_unchanged(settings: Settings, connection: duckdb.DuckDBPyConnection, file_name: str,
+                   incoming: Path, sha256: str, month: str, rows: int, load_id: str, user: str,
+                   now: datetime) -> IngestResult:
+    stored = settings.landed / month / f"{sha256[:_HASH_PREFIX]}_{file_name}"
+    result = IngestResult(
+        outcome="unchanged", month=month, rows=rows, sha256=sha256, load_id=load_id,
+        stored_path=stored if stored.exists() else None,
+        message=f"{file_name}: month {month} already holds these bytes ({rows} rows); "
+                "nothing changed",
+    )
+    result.report = {"file": file_name, "month": month, "sha256": sha256, "load_id": load_id,
+                     "outcome": "unchanged", "message": result.message, "rows": rows}
+    _log_attempt(connection, result, file_name, user, now)
+    logger.info("%s", result.message)
+    return result
+
+
+def format_result(result: IngestResult) -> str:
+    """Return the readable CLI report of an ingest attempt."""
+    report = result.report
+    lines = [
+        f"{result.outcome.upper()}: {report.get('file')} -> month {result.month}, "
+        f"{result.rows} rows, sha256 {result.sha256[:16]}",
+    ]
+    failures = report.get("failures") or []
+    warnings = report.get("warnings") or []
+    lines += format_findings([Finding(**f) for f in failures], "failed checks")
+    lines += format_findings([Finding(**w) for w in warnings], "warnings")
+    if result.outcome == "rejected":
+        lines.append(
+            f"Nothing of this file was loaded; the warehouse keeps its earlier months. The file "
+            f"is kept at {result.stored_path} and the report at {result.report_path}. "
+            f"Correct the file and run `creditflow ingest FILE --month {result.month}` again."
+        )
+    elif result.report_path:
+        lines.append(f"Kept at {result.stored_path}; report at {result.report_path}.")
+    else:
+        lines.append(result.message)
+    return "\n".join(lines)
+
+
+def command_ingest(args, settings: Settings) -> int:
+    """Run ``creditflow ingest FILE [--month YYYY-MM]``: 0 when the file is in the warehouse,
+    1 when it was rejected."""
+    result = ingest_file(settings, args.file, month=args.month)
+    print(format_result(result))
+    return 0 if result.accepted else 1
