@@ -1,8 +1,9 @@
 {#
     Select the months of `upstream` that an incremental model must (re)build: months missing from
     the model, and months whose load or labels changed. A month is compared by its load_id, row
-    count, labelled row count and defaults, so a re-ingested month (new load_id) and labels that
-    arrived later for a stored month (same load_id, other targets) are both rebuilt.
+    count, labelled row count, defaults and the sum of the defaulted ids, so a re-ingested month
+    (new load_id) and labels that arrived later for a stored month (same load_id, other targets,
+    even at an equal default count) are both rebuilt.
     Call it only inside `if is_incremental()`, where the model ({{ this }}) exists.
 #}
 {% macro months_to_rebuild(upstream) %}
@@ -20,6 +21,7 @@
         or upstream_months.row_count <> stored_months.row_count
         or upstream_months.labelled_count <> stored_months.labelled_count
         or upstream_months.default_count <> stored_months.default_count
+        or upstream_months.default_id_sum <> stored_months.default_id_sum
 {% endmacro %}
 
 {% macro _month_signature(relation) %}
@@ -28,7 +30,9 @@
         {{ dbt.concat(["min(load_id)", "'/'", "max(load_id)"]) }} as load_ids,
         count(*) as row_count,
         count(target) as labelled_count,
-        coalesce(sum(target), 0) as default_count
+        coalesce(sum(target), 0) as default_count,
+        {#- changes when corrected labels move a default to another application at equal count -#}
+        coalesce(sum(case when target = 1 then sk_id_curr end), 0) as default_id_sum
     from {{ relation }}
     group by month
 {% endmacro %}
