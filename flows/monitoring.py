@@ -169,11 +169,17 @@ def _score_drift_alerts(connection, month: str, config: MonitoringConfig) -> lis
     found = []
     for row in _rows(
         connection,
-        "select psi, reference_month, model_id from monitoring_score_drift where month = ?",
+        "select psi, reference_month, model_id, is_same_model from monitoring_score_drift "
+        "where month = ?",
         [month],
     ):
         level = psi_level(row["psi"], config.score_psi_warn, config.score_psi_alert)
         if level is None:
+            continue
+        if not row["is_same_model"]:
+            # A new model moves the scores by itself; the report still shows the PSI.
+            logger.info("score PSI %.3f of %s not alerted: another model scored %s",
+                        row["psi"], month, row["reference_month"])
             continue
         threshold = config.score_psi_alert if level == ALERT else config.score_psi_warn
         found.append(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -186,3 +187,24 @@ def reference_ks(target: np.ndarray, score: np.ndarray) -> float:
 
     false_positive_rate, true_positive_rate, _ = roc_curve(target, score)
     return float(np.max(np.abs(true_positive_rate - false_positive_rate)))
+
+
+_BUILT: dict[str, Path] = {}
+
+
+def synthetic_home(tmp_path_factory) -> Path:
+    """Return a data directory with the synthetic warehouse and its monitoring marts built.
+
+    Built once per test session; tests that change the warehouse copy the directory first.
+    """
+    if "home" not in _BUILT:
+        from flows.config import load_settings
+        from flows.dbt_runner import build_monitoring
+
+        settings = load_settings(tmp_path_factory.mktemp("synthetic") / "home")
+        settings.ensure_dirs()
+        features = make_features()
+        write_synthetic_warehouse(settings.warehouse, features, make_predictions(features))
+        build_monitoring(settings)
+        _BUILT["home"] = settings.home
+    return _BUILT["home"]

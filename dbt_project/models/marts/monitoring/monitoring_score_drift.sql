@@ -4,7 +4,8 @@
     PSI of the default probability of each scored month against the previous scored month.
     NOTE: the champion's scores on its own training months are not stored (`predictions` holds
     scored months only, and in-sample scores would be biased), so the reference is the month
-    scored before; the first scored month has no reference and a NULL PSI.
+    scored before; the first scored month has no reference and a NULL PSI. When another model
+    scored the reference month, the PSI mixes the change of model with the change of applicants.
 -#}
 
 with
@@ -27,7 +28,8 @@ scored_months as (
 month_pairs as (
     select
         month,
-        lag(month) over (order by month) as reference_month
+        lag(month) over (order by month) as reference_month,
+        lag(model_id) over (order by month) as reference_model_id
     from scored_months
 ),
 
@@ -124,6 +126,8 @@ final as (
         scored_months.model_id,
         scored_months.models,
         month_pairs.reference_month,
+        month_pairs.reference_model_id,
+        scored_months.model_id = month_pairs.reference_model_id as is_same_model,
         scored_months.scored_rows,
         scored_months.mean_default_probability,
         month_psi.bins,
