@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
+import hashlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +29,10 @@ dbt_logger = logging.getLogger(f"{__name__}.dbt")
 
 # Seconds to wait for another process to release the warehouse before failing.
 LOCK_WAIT_SECONDS = 5.0
+# Parsed projects of this process, by project folder: (fingerprint of its files, manifest).
+_MANIFESTS: dict[Path, tuple[str, object]] = {}
+# dbt keeps process-wide state (flags, adapters, event manager), so one invocation runs at a time.
+_DBT_LOCK = threading.Lock()
 
 _FAILED_STATUSES = {"error", "fail", "runtime error"}
 _LOG_LEVELS = {
@@ -56,10 +63,9 @@ def run_dbt(settings: Settings, args: list[str], project_dir: Path | None = None
     and releases the DuckDB file before returning, so the next step or process can open it.
     Raises :class:`DbtError` naming the failed models and tests with dbt's messages.
     """
-    project_dir = Path(project_dir or DBT_PROJECT_DIR)
+    project_dir = Path(project_dir or DBT_PROJECT_DIR).resolve()
     _prepare_warehouse(settings)
-    command = [
-        *args,
+    common_args = [
         "--project-dir", str(project_dir),
         "--profiles-dir", str(PROFILES_DIR),
         "--target-path", str(target_dir(settings)),
@@ -72,10 +78,12 @@ def run_dbt(settings: Settings, args: list[str], project_dir: Path | None = None
 
     from dbt.cli.main import dbtRunner
 
-    runner = dbtRunner(callbacks=[_log_dbt_event])
-    with _creditflow_home(settings.home.resolve()):
+    with _DBT_LOCK, _creditflow_home(settings.home.resolve()):
         try:
-            outcome = runner.invoke(command)
+            manifest = _parsed_project(project_dir, common_args, settings)
+            outcome = dbtRunner(manifest=manifest, callbacks=[_log_dbt_event]).invoke(
+                [*args, *common_args]
+            )
         finally:
             _release_warehouse()
 
@@ -91,8 +99,14 @@ def build_features(settings: Settings) -> None:
 
 
 def build_monitoring(settings: Settings) -> None:
-    """Rebuild the monitoring tables (dbt models tagged ``monitoring``) and run their tests."""
-    run_dbt(settings, ["build", "--select", "tag:monitoring"])
+    """Rebuild the monitoring tables (dbt models tagged ``monitoring``) and run their tests.
+
+    The marts' parameters (PSI bins, sensitive columns) come from flows/monitoring.yml.
+    """
+    from flows.monitoring import load_config
+
+    dbt_vars = json.dumps(load_config().dbt_vars())
+    run_dbt(settings, ["build", "--select", "tag:monitoring", "--vars", dbt_vars])
 
 
 def generate_docs(settings: Settings) -> Path:
@@ -119,6 +133,41 @@ def _prepare_warehouse(settings: Settings) -> None:
             init_warehouse(connection)
     except WarehouseLockedError as error:
         raise DbtError(str(error)) from error
+
+
+def _project_fingerprint(project_dir: Path) -> str:
+    """Return a digest of the project's and the profile's file names, sizes and times."""
+    digest = hashlib.sha256()
+    paths = [PROFILES_DIR / "profiles.yml", project_dir / "dbt_project.yml"]
+    for folder in ("models", "macros", "tests", "analyses", "seeds", "snapshots"):
+        paths += sorted((project_dir / folder).rglob("*"))
+    for path in paths:
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _parsed_project(project_dir: Path, common_args: list[str], settings: Settings):
+    """Return the project's parsed manifest, parsing it only when its files changed.
+
+    dbt parses a project in several seconds, and a new data directory would parse it again
+    (dbt's own partial parsing keys on the warehouse path). Manifests of the same files are
+    the same whichever warehouse they run on, because every warehouse file is named
+    warehouse.duckdb and so is the same dbt database.
+    """
+    from dbt.cli.main import dbtRunner
+
+    fingerprint = _project_fingerprint(project_dir)
+    cached = _MANIFESTS.get(project_dir)
+    if cached and cached[0] == fingerprint:
+        return cached[1]
+    outcome = dbtRunner(callbacks=[_log_dbt_event]).invoke(["parse", *common_args])
+    failure = _describe_failure(outcome, ["parse"], settings)
+    if failure:
+        raise DbtError(failure)
+    _MANIFESTS[project_dir] = (fingerprint, outcome.result)
+    return outcome.result
 
 
 @contextlib.contextmanager
