@@ -1,7 +1,7 @@
 """The ingestion gate: evaluate the GX suite of ``expectations/`` as SQL over a staged file.
 
-:mod:`flows.gate_read` reads the file with the column contract into the view ``gate_staged``
-(with line numbers); this module evaluates every expectation of the suite over it in one
+:mod:`flows.gate_read` reads the file with the column contract into the view ``gate_staged``,
+which has line numbers. This module evaluates every expectation of the suite over it in one
 aggregate query, then fetches sample values and line numbers for the ones that failed.
 A test runs real GX (pandas data source) with the same suite and checks that both agree on
 every expectation. Semantics shared with GX: nulls are ignored by every value check except
@@ -104,7 +104,7 @@ class _Evaluator:
         counts_row = self.connection.execute(
             f"select {', '.join(selected)} from {STAGED_VIEW}").fetchone()
         counts = iter(counts_row[1:])
-        violations = {i: int(next(counts)) for i, c in conditions.items() if c}
+        violations = {i: int(next(counts) or 0) for i, c in conditions.items() if c}
         unreadable = dict(self.connection.execute(
             f"select column_ref, count(*) from {TYPE_ERRORS_TABLE} group by column_ref"
         ).fetchall())

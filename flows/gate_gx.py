@@ -2,7 +2,7 @@
 
 This is the reference the SQL gate (:mod:`flows.gate`) is tested against: the same suite JSON,
 the same file, and the same pass or fail per expectation. It is too slow for the gate itself
-(about 40 s for 125 expectations on 308k rows, plus 6 s to import GX), so only tests use it.
+(see :mod:`flows.suite` for the measured times), so only tests use it.
 
 The file is read with the column contract: text columns become ``StringDtype``, whole-number
 columns nullable ``Int64`` and number columns ``float64``. A column whose values do not all
@@ -11,6 +11,7 @@ convert stays text, so its type expectation fails, as it does in the SQL gate.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -43,12 +44,12 @@ def read_with_contract(path: Path, expectations: list[dict[str, Any]]) -> pd.Dat
 
 def _convert(values: pd.Series, contract_type: str) -> pd.Series:
     as_text = values.astype(pd.StringDtype())
-    present = as_text.dropna()
-    if contract_type == "int" and present.map(lambda v: bool(_WHOLE_NUMBER.match(v))).all():
+    present = [str(v) for v in as_text.dropna()]
+    if contract_type == "int" and all(_WHOLE_NUMBER.match(v) for v in present):
         return pd.to_numeric(as_text).astype("Int64")
     if contract_type == "float":
-        numbers = pd.to_numeric(present, errors="coerce")
-        if numbers.notna().all() and numbers.map(lambda v: abs(v) != float("inf")).all():
+        numbers = pd.to_numeric(pd.Series(present, dtype=object), errors="coerce")
+        if all(math.isfinite(v) for v in numbers):
             return pd.to_numeric(as_text).astype("float64")
     return as_text
 

@@ -64,7 +64,7 @@ def detect_format(path: Path) -> str:
 
 def stage_file(connection: duckdb.DuckDBPyConnection, path: Path,
                contract_types: dict[str, str]) -> StagedFile:
-    """Read ``path`` (CSV or Parquet, told by its content) into the staged view."""
+    """Read ``path`` into the staged view as CSV or Parquet, detected from its content."""
     if detect_format(path) == "parquet":
         return _stage_parquet(connection, path, contract_types)
     return _stage_csv(connection, path, contract_types)
@@ -236,8 +236,8 @@ def _create_staged_view(connection: duckdb.DuckDBPyConnection, columns: list[str
     DuckDB keeps the file order on insert, so a row's rowid counts the rows before it.
     Rows the reader skipped (values of the wrong type) move the later lines down:
     ``gate_line_shift`` stores, from which rowid on, how many lines were skipped.
-    NOTE: this counts one line per record, so line numbers are off after a quoted value
-    that spans several lines or a blank line between rows; the Home Credit exports have neither.
+    NOTE: this counts one line per record. Line numbers are off after a quoted value that
+    spans several lines or a blank line between rows, which the Home Credit exports do not have.
     """
     shifts = []
     for skipped_before, line in enumerate(skipped_lines):

@@ -1,4 +1,4 @@
-"""What the ingestion gate found in a file: findings, the report and its readable form."""
+"""Findings of the ingestion gate in one file, the report that collects them, and its text form."""
 
 from __future__ import annotations
 

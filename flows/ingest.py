@@ -6,7 +6,7 @@ One call of :func:`ingest_file` is one attempt and writes one ``load_log`` row:
 - ``loaded``: the month was empty and the file passed the gate;
 - ``replaced``: the month held rows from other bytes; they were deleted and the file's rows
   inserted in one transaction;
-- ``unchanged``: the month already holds these exact bytes (same SHA-256), nothing is done;
+- ``unchanged``: the month already contains these exact bytes (same SHA-256), so nothing is done;
 - ``rejected``: the file failed the gate or the cross-month check; a copy of it and a JSON report
   go to the quarantine folder and the warehouse keeps its earlier rows.
 
@@ -111,7 +111,7 @@ def _resolve_month(path: Path, month: str | None) -> str:
 
 
 def _current_load(connection: duckdb.DuckDBPyConnection, month: str) -> tuple[str, int] | None:
-    """Return (sha256, rows) of the bytes the month holds now, or None when it is empty."""
+    """Return (sha256, rows) of the bytes loaded for the month, or None when it is empty."""
     rows = connection.execute(
         "select count(*) from raw_applications where month = ?", [month]).fetchone()[0]
     if not rows:
@@ -157,7 +157,7 @@ def ingest_file(settings: Settings, path: str | os.PathLike, month: str | None =
     """Gate the file at ``path`` and load it as ``month`` (default: from the file name).
 
     Returns the outcome; a rejected file is a result, not an exception. Raises
-    :class:`CreditflowError` when the file does not exist, its month cannot be told, or the
+    :class:`CreditflowError` when the file does not exist, its month cannot be determined, or the
     warehouse is locked by another process.
     """
     source = Path(path)
@@ -268,7 +268,7 @@ def _log_unchanged(settings: Settings, connection: duckdb.DuckDBPyConnection, fi
     result = IngestResult(
         outcome="unchanged", month=month, rows=rows, sha256=sha256, load_id=load_id,
         stored_path=stored if stored.exists() else None,
-        message=f"{file_name}: month {month} already holds these bytes ({rows} rows); "
+        message=f"{file_name}: month {month} already contains these bytes ({rows} rows), so "
                 "nothing changed",
     )
     result.report = {"file": file_name, "month": month, "sha256": sha256, "load_id": load_id,
