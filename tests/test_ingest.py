@@ -452,3 +452,38 @@ def test_command_exit_codes_and_report(loaded: Settings, november, tmp_path: Pat
 
     assert command_ingest(Namespace(file=str(good), month="2020-11"), loaded) == 0
     assert "LOADED: 20201101.csv -> month 2020-11, 1000 rows" in capsys.readouterr().out
+
+
+def test_rejected_replacement_keeps_month(loaded: Settings, november, tmp_path: Path) -> None:
+    header, rows = november
+    good = write_rows(tmp_path / "20201101.csv", header, rows)
+    assert ingest_file(loaded, good).outcome == "loaded"
+    before = warehouse_state(loaded)
+    bad = tmp_path / "bad" / "20201101.csv"
+    bad.parent.mkdir()
+    negative_credit(header, rows, bad)
+
+    result = ingest_file(loaded, bad)
+
+    assert result.outcome == "rejected"
+    assert warehouse_state(loaded) == before
+    assert warehouse_state(loaded)["counts"]["2020-11"] == 1000
+
+
+def test_parquet_text_in_number_column(loaded: Settings, november, tmp_path: Path) -> None:
+    header, rows = november
+    frame = pd.DataFrame(rows[:50], columns=header).replace("", None)
+    for column in COLUMNS:
+        if column.dtype != "str" and column.name != "AMT_CREDIT":
+            frame[column.name] = pd.to_numeric(frame[column.name])
+    frame.loc[9, "AMT_CREDIT"] = "abc"
+    path = tmp_path / "20201101.parquet"
+    frame.to_parquet(path)
+    before = warehouse_state(loaded)
+
+    result = ingest_file(loaded, path)
+
+    assert result.outcome == "rejected"
+    assert "column AMT_CREDIT: 1 value(s) are not a finite number (contract type float): " \
+           "row 10: 'abc'" in result.message
+    assert warehouse_state(loaded) == before
