@@ -1,19 +1,28 @@
 """The monthly flow: one month from the inbox file to scored, monitored and exported predictions.
 
-Steps, in order: ``land`` (pick up the month's file from the inbox), ``gate`` (validate it and
-load it into the warehouse), ``build`` (dbt features), ``train`` (retrain, or reuse the champion),
-``score``, ``monitor`` (dbt monitoring models), ``export`` (CSV and Parquet), ``report`` (HTML)
-and ``notify``. Each step is a Prefect task that reads and writes the warehouse or files and
-returns only a small JSON summary, never a data frame, so a month can be rerun whole or from any
-step. Every run and step is recorded in the ``pipeline_runs`` table.
+The steps run in this order:
+
+- ``land`` picks up the month's file from the inbox.
+- ``gate`` validates it and loads it into the warehouse.
+- ``build`` rebuilds the dbt feature models.
+- ``train`` trains a challenger, or keeps the champion.
+- ``score`` writes the month's predictions.
+- ``monitor`` rebuilds the dbt monitoring models.
+- ``export`` writes the predictions to CSV and Parquet.
+- ``report`` writes the HTML monitoring report.
+- ``notify`` posts the outcome to the webhook.
+
+Each step is a Prefect task that reads and writes the warehouse or files and returns only a small
+JSON summary, never a data frame, so a month can be rerun whole or from any step. Every run and
+step is recorded in the ``pipeline_runs`` table.
 """
 
 from __future__ import annotations
 
 import os
 
-# Prefect reads these when it is imported. Without PREFECT_API_URL, Prefect starts a temporary
-# local server, whose start-up took 22 s on a 2-core machine: past Prefect's 20 s default.
+# Prefect reads these when it is imported. Without PREFECT_API_URL, Prefect 3.9 starts a temporary
+# local server. Its start-up took 22 s on a busy 2-core machine, past Prefect's 20 s default.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -334,7 +343,7 @@ def train(settings: Settings, month: str, reuse_model: bool, trials: int | None
              trials if trials is not None else "from ml/params.yml")
     outcome = as_detail(service.train_month(settings, month, trials=trials))
     log.info("%s train: model %s, validation AUC %s on %s, %s", month, outcome.get("model_id"),
-             outcome.get("validation_auc"), outcome.get("validation_month"),
+             _number(outcome.get("validation_auc")), outcome.get("validation_month"),
              "promoted to champion" if outcome.get("promoted") else
              f"champion kept ({outcome.get('reason')})")
     return outcome
@@ -349,7 +358,7 @@ def score(settings: Settings, month: str) -> dict[str, Any]:
     outcome = as_detail(service.score_month(settings, month))
     log.info("%s score: %s applications scored by model %s, decisions %s, AUC %s", month,
              outcome.get("rows"), outcome.get("model_id"), outcome.get("decision_counts"),
-             outcome.get("auc"))
+             _number(outcome.get("auc")))
     return outcome
 
 
@@ -614,7 +623,7 @@ def _duration(started: datetime | None, ended: datetime | None) -> str:
 def describe_step(step: str, detail: dict[str, Any] | None) -> str:
     """Return the facts of one recorded step in a few words, for ``creditflow status``."""
     detail = detail or {}
-    if "reason" in detail:
+    if "reason" in detail and step != "train":
         return str(detail["reason"])
     facts = {
         "land": lambda d: ", ".join(d.get("files", [])) or "no new file",
@@ -622,7 +631,8 @@ def describe_step(step: str, detail: dict[str, Any] | None) -> str:
         "build": lambda d: f"{d.get('feature_rows')} feature rows",
         "train": lambda d: (f"model {d.get('model_id')}, validation AUC "
                             f"{_number(d.get('validation_auc'))}, "
-                            f"{'promoted' if d.get('promoted') else 'champion kept'}"),
+                            f"{'promoted' if d.get('promoted') else 'champion kept'}"
+                            if "validation_auc" in d else str(d.get("reason", ""))),
         "score": lambda d: (f"{d.get('rows')} rows, model {d.get('model_id')}, "
                             f"AUC {_number(d.get('auc'))}"),
         "export": lambda d: str(d.get("csv_path", "")),

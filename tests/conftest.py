@@ -64,3 +64,26 @@ def split_real_sample(out_dir: Path) -> list[Path]:
 def real_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """The real sample split into initial.csv and four monthly files (read-only for tests)."""
     return split_real_sample(tmp_path_factory.mktemp("real_sample"))
+
+
+# Optuna trials per training in the flow tests: enough to exercise tuning, small enough for CI.
+FLOW_TEST_TRIALS = 3
+
+
+@pytest.fixture(scope="session")
+def backfilled_home(tmp_path_factory: pytest.TempPathFactory, real_files: list[Path]) -> Path:
+    """A data directory after the monthly flow ran history + 2020-10 to 2021-01 of the real sample.
+
+    Read-only for tests: copy it (shutil.copytree) before changing anything.
+    """
+    import shutil
+
+    from flows.monthly import backfill
+
+    home = tmp_path_factory.mktemp("backfilled") / "home"
+    settings = Settings(home=home.resolve())
+    settings.ensure_dirs()
+    for path in real_files:
+        shutil.copy(path, settings.inbox / path.name)
+    backfill(settings, REAL_MONTHS[0], REAL_MONTHS[-1], trials=FLOW_TEST_TRIALS)
+    return settings.home
