@@ -112,6 +112,6 @@ def _to_float(column: pd.Series, name: str) -> np.ndarray:
         return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError) as error:
         raise CreditflowError(
-            f"feature column {name} contains non-numeric values ({error}) but the model reads it as "
-            "numeric: check the feature table's column type (dbt marts) and rebuild it"
+            f"feature column {name} contains non-numeric values ({error}) but the model reads "
+            "it as numeric: check the feature table's column type (dbt marts) and rebuild it"
         ) from error
