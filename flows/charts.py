@@ -37,11 +37,16 @@ def figure(width: float = 7.0, height: float = 3.6):
     return fig, axes
 
 
-def image_tag(fig, alt: str) -> str:
-    """Render ``fig`` as an embedded PNG ``<img>`` element and close the figure."""
+def image_tag(fig, alt: str, tight: bool = True, dpi: float | None = None) -> str:
+    """Render ``fig`` as an embedded PNG ``<img>`` element and close the figure.
+
+    ``tight=False`` skips matplotlib's tight layout, which costs more than the drawing of a
+    small chart; such a figure sets its margins with ``subplots_adjust``.
+    """
     buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
+    if tight:
+        fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
     return (f'<figure><img alt="{html.escape(alt)}" '

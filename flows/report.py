@@ -80,6 +80,7 @@ def _load(connection, month: str) -> dict[str, Any]:
     data["training_months"] = _frame(
         connection, "model_training_months",
         "select month from model_training_months where model_id = ? order by month", [model_id])
+
     data["scores"] = _frame(
         connection, "predictions",
         "select score_month, default_probability, decision from predictions "
@@ -96,6 +97,7 @@ def _load(connection, month: str) -> dict[str, Any]:
         data["reference_scores"] = connection.execute(
             "select default_probability from predictions where score_month = ?",
             [data["reference_month"]]).df()
+
     data["decisions"] = _frame(
         connection, "monitoring_decisions",
         "select * from monitoring_decisions where month <= ? order by month", [month])
@@ -113,6 +115,7 @@ def _load(connection, month: str) -> dict[str, Any]:
     data["calibration"] = _frame(
         connection, "monitoring_calibration",
         "select * from monitoring_calibration where month = ? order by score_decile", [month])
+
     data["labeled_scores"] = None
     if table_exists(connection, "applications") and table_exists(connection, "predictions"):
         data["labeled_scores"] = connection.execute(
@@ -355,7 +358,7 @@ def write_report(settings: Settings, month: str, out: str | Path | None = None) 
     """Write the monitoring report of ``month`` as one HTML file and return its path.
 
     The default path is ``$CREDITFLOW_HOME/reports/report_<month>.html``. Raises
-    CreditflowError when the warehouse does not exist or holds nothing for the month.
+    CreditflowError when the warehouse does not exist or has no data of the month.
     """
     try:
         month = parse_month(month)
