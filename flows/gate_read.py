@@ -123,7 +123,15 @@ def read_csv_header(path: Path) -> tuple[list[str], list[Finding]]:
             hint="remove the blank line at the top of the file",
             samples=[{"line": 1, "value": text}],
         )]
-    columns = next(csv.reader([text], delimiter=",", quotechar='"'))
+    try:
+        columns = next(csv.reader([text], delimiter=",", quotechar='"'))
+    except csv.Error as error:
+        return [], [Finding(
+            check="csv_header", column=None, count=0,
+            message=f"line 1 cannot be read as a CSV header: {error}",
+            hint="export the file again as comma-separated UTF-8 text with one header line",
+            samples=[{"line": 1, "value": text[:120]}],
+        )]
     findings = []
     if len(columns) == 1:
         for delimiter, word in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
@@ -151,12 +159,23 @@ def read_csv_header(path: Path) -> tuple[list[str], list[Finding]]:
 def _stage_csv(connection: duckdb.DuckDBPyConnection, path: Path,
                contract_types: dict[str, str]) -> StagedFile:
     staged = StagedFile(file_format="csv", location="line")
-    columns, findings = read_csv_header(path)
-    staged.columns = columns
-    encoding = check_utf8(path) if columns else None
-    staged.findings = ([encoding] if encoding else []) + findings
+    compressed = _compressed_format(path)
+    if compressed:
+        staged.findings = [Finding(
+            check="file_is_text", column=None, count=0,
+            message=f"the file is a {compressed}, not CSV text",
+            hint="extract the CSV file from it and ingest that file",
+        )]
+        return staged
+    if path.stat().st_size:
+        encoding = check_utf8(path)
+        if encoding:
+            staged.findings = [encoding]
+            return staged
+    staged.columns, staged.findings = read_csv_header(path)
     if staged.findings:
         return staged
+    columns = staged.columns
 
     spec = ", ".join(f"'c{i}': '{storage_type(contract_types.get(name))}'"
                      for i, name in enumerate(columns))
@@ -171,12 +190,12 @@ def _stage_csv(connection: duckdb.DuckDBPyConnection, path: Path,
     try:
         connection.execute(f"create or replace temp table {_DATA_TABLE} as select * from {source}")
     except (duckdb.InvalidInputException, duckdb.ConversionException) as error:
-        logger.info("DuckDB cannot read %s as CSV: %s", path, error)
+        logger.info("DuckDB cannot read %s as CSV: %s", path, str(error).splitlines()[0])
         staged.findings = [Finding(
             check="csv_structure", column=None, count=0,
             message=f"the file cannot be read as CSV: {str(error).splitlines()[0]}",
-            hint="export the file again as comma-separated UTF-8 text with a header line and "
-                 "one kind of line ending",
+            hint="look for mixed line endings (\\n and \\r\\n in one file) or a stray quote, "
+                 "or export the file again as comma-separated UTF-8 text",
         )]
         return staged
 
@@ -200,6 +219,17 @@ def _stage_csv(connection: duckdb.DuckDBPyConnection, path: Path,
     return staged
 
 
+def _compressed_format(path: Path) -> str | None:
+    """Return the kind of archive the file is, judged from its first bytes, or None."""
+    with path.open("rb") as handle:
+        start = handle.read(4)
+    if start.startswith(b"\x1f\x8b"):
+        return "gzip archive"
+    if start.startswith(b"PK\x03\x04"):
+        return "zip archive"
+    return None
+
+
 def _field(csv_line: str | None, column_index: int | None) -> str | None:
     """Return field ``column_index`` (1-based) of a CSV line, as written."""
     if csv_line is None or not column_index:
@@ -214,8 +244,10 @@ def _structure_findings(rejects: list[tuple], expected_fields: int) -> list[Find
         by_kind.setdefault(row[1], []).append(row)
     findings = []
     for kind, rows in by_kind.items():
-        lines = ", ".join(str(r[0]) for r in rows[:MAX_SAMPLES])
-        more = f" and {len(rows) - MAX_SAMPLES} more" if len(rows) > MAX_SAMPLES else ""
+        distinct_lines = sorted({r[0] for r in rows})
+        lines = ", ".join(str(line) for line in distinct_lines[:MAX_SAMPLES])
+        hidden = len(distinct_lines) - MAX_SAMPLES
+        more = f" and {hidden} more" if hidden > 0 else ""
         findings.append(Finding(
             check="csv_structure", column=None, count=len(rows),
             message=f"{len(rows)} malformed row(s), {kind.lower()}: {rows[0][2]} "

@@ -4,6 +4,7 @@ with a message naming the line, column and value while the warehouse stays as it
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import json
 import shutil
@@ -298,7 +299,23 @@ def whole_number_with_fraction(header, rows, path):
     return ["column CNT_CHILDREN: 1 value(s) are not a whole number", "line 5: '1.5'"]
 
 
+def unclosed_quote(header, rows, path):
+    write_rows(path, header, rows)
+    lines = path.read_bytes().split(b"\n")
+    lines[14] = lines[14].replace(b",Cash loans,", b',"Cash loans,', 1)
+    path.write_bytes(b"\n".join(lines))
+    return ["malformed row(s), unquoted value", "line(s) 15"]
+
+
+def gzip_file(header, rows, path):
+    plain = write_rows(path.with_name("plain.csv"), header, rows)
+    path.write_bytes(gzip.compress(plain.read_bytes()))
+    return ["the file is a gzip archive, not CSV text"]
+
+
 BAD_FILES: dict[str, Callable] = {
+    "unclosed_quote": unclosed_quote,
+    "gzip_file": gzip_file,
     "missing_column": missing_column,
     "duplicate_id": duplicate_id,
     "empty_file": empty_file,
