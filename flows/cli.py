@@ -69,8 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows-per-month", type=int, default=5000, help="rows per monthly file")
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     p.add_argument("--shift", action="append", default=[], metavar="COLUMN:MONTH:FACTOR",
-                   help="multiply COLUMN by FACTOR in MONTH (drift injection); repeatable")
+                   help="multiply COLUMN by FACTOR in MONTH, or with COLUMN=VALUE the share of a "
+                        "category value (drift injection); repeatable")
     p.add_argument("--unlabeled", action="store_true", help="leave TARGET out of monthly files")
+    p.add_argument("--first-id", type=int, default=100002,
+                   help="first SK_ID_CURR (default 100002); IDs count up through all files, so "
+                        "give a higher one when adding months to files already loaded")
 
     p = parsers["ingest"]
     p.add_argument("file", help="CSV or Parquet file: initial.csv or YYYYMMDD.csv")

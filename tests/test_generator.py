@@ -269,15 +269,35 @@ def test_bad_row_counts_rejected(tmp_path):
         generate_files(tmp_path, ["2021-01"], 10, 0, SEED)
 
 
+def test_first_id_starts_sequence(tmp_path):
+    paths = generate_files(tmp_path, ["2021-02"], 10, 20, SEED, first_id=500_000)
+    ids = pd.concat([_read(path)[schema.ID_COLUMN] for path in paths])
+    assert ids.tolist() == list(range(500_000, 500_030))
+
+
+def test_gate_accepts_generated_files(settings, tmp_path):
+    from flows.ingest import ingest_file
+
+    paths = generate_files(tmp_path, ["2020-10"], 2_000, 500, SEED,
+                           shifts={("AMT_INCOME_TOTAL", "2020-10"): 1.5})
+    paths += generate_files(tmp_path / "scoring", ["2020-11"], 0, 300, SEED, labeled=False,
+                            first_id=200_000)
+    for path in paths:
+        result = ingest_file(settings, path)
+        assert result.outcome == "loaded", result.message
+
+
 def test_cli_writes_files(tmp_path, capsys):
     code = main(["generate", "--out", str(tmp_path), "--months", "2020-11:2021-01",
                  "--history-rows", "300", "--rows-per-month", "100", "--seed", "3",
-                 "--unlabeled"])
+                 "--unlabeled", "--first-id", "700000"])
     assert code == 0
     names = sorted(path.name for path in tmp_path.iterdir())
     assert names == ["20201101.csv", "20201201.csv", "20210101.csv", "initial.csv"]
     assert str(tmp_path / "initial.csv") in capsys.readouterr().out
-    assert schema.TARGET_COLUMN not in _read(tmp_path / "20210101.csv").columns
+    last_month = _read(tmp_path / "20210101.csv")
+    assert schema.TARGET_COLUMN not in last_month.columns
+    assert last_month[schema.ID_COLUMN].max() == 700_000 + 300 + 3 * 100 - 1
 
 
 def test_model_reaches_auc_band_out_of_time(files, history):
