@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import logging
 import os
-import hashlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,8 +29,9 @@ dbt_logger = logging.getLogger(f"{__name__}.dbt")
 
 # Seconds to wait for another process to release the warehouse before failing.
 LOCK_WAIT_SECONDS = 5.0
-# Parsed projects of this process, by project folder: (fingerprint of its files, manifest).
-_MANIFESTS: dict[Path, tuple[str, object]] = {}
+# Parsed projects of this process, by project folder and --vars: (fingerprint of its files,
+# manifest).
+_MANIFESTS: dict[tuple[Path, str], tuple[str, object]] = {}
 # dbt keeps process-wide state (flags, adapters, event manager), so one invocation runs at a time.
 _DBT_LOCK = threading.Lock()
 
@@ -80,7 +81,7 @@ def run_dbt(settings: Settings, args: list[str], project_dir: Path | None = None
 
     with _DBT_LOCK, _creditflow_home(settings.home.resolve()):
         try:
-            manifest = _parsed_project(project_dir, common_args, settings)
+            manifest = _parsed_project(project_dir, common_args, _dbt_vars(args), settings)
             outcome = dbtRunner(manifest=manifest, callbacks=[_log_dbt_event]).invoke(
                 [*args, *common_args]
             )
@@ -126,7 +127,7 @@ def command_build(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _prepare_warehouse(settings: Settings) -> None:
-    """Create the source tables, failing fast with the path when another process holds the file."""
+    """Create the source tables, or fail fast naming the path when another process has it open."""
     settings.home.mkdir(parents=True, exist_ok=True)
     try:
         with connect(settings.warehouse, wait_seconds=LOCK_WAIT_SECONDS) as connection:
@@ -148,8 +149,16 @@ def _project_fingerprint(project_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def _parsed_project(project_dir: Path, common_args: list[str], settings: Settings):
-    """Return the project's parsed manifest, parsing it only when its files changed.
+def _dbt_vars(args: list[str]) -> str:
+    """Return the value of ``--vars`` in ``args``, or an empty string."""
+    if "--vars" in args[:-1]:
+        return args[args.index("--vars") + 1]
+    return ""
+
+
+def _parsed_project(project_dir: Path, common_args: list[str], dbt_vars: str,
+                    settings: Settings):
+    """Return the project's parsed manifest, parsing it only when its files or vars changed.
 
     dbt parses a project in several seconds, and a new data directory would parse it again
     (dbt's own partial parsing keys on the warehouse path). Manifests of the same files are
@@ -159,14 +168,17 @@ def _parsed_project(project_dir: Path, common_args: list[str], settings: Setting
     from dbt.cli.main import dbtRunner
 
     fingerprint = _project_fingerprint(project_dir)
-    cached = _MANIFESTS.get(project_dir)
+    cached = _MANIFESTS.get((project_dir, dbt_vars))
     if cached and cached[0] == fingerprint:
         return cached[1]
-    outcome = dbtRunner(callbacks=[_log_dbt_event]).invoke(["parse", *common_args])
+    parse_args = ["parse", *common_args]
+    if dbt_vars:
+        parse_args += ["--vars", dbt_vars]
+    outcome = dbtRunner(callbacks=[_log_dbt_event]).invoke(parse_args)
     failure = _describe_failure(outcome, ["parse"], settings)
     if failure:
         raise DbtError(failure)
-    _MANIFESTS[project_dir] = (fingerprint, outcome.result)
+    _MANIFESTS[(project_dir, dbt_vars)] = (fingerprint, outcome.result)
     return outcome.result
 
 

@@ -46,7 +46,7 @@ def _query(settings: Settings, sql: str, parameters: list | None = None) -> list
 
 
 def _can_open_from_other_process(path: Path) -> subprocess.CompletedProcess:
-    """Open the warehouse read-write in a new process, which fails while this one holds it."""
+    """Open the warehouse read-write in a new process, which fails while this one has it open."""
     code = "import duckdb, sys; duckdb.connect(sys.argv[1]).close()"
     return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
                           text=True, timeout=120)

@@ -138,3 +138,17 @@
         {{ return(dbt.type_string()) }}
     {% endif %}
 {% endmacro %}
+
+{#
+    The type of a column kind of applicant_columns() in the application_features contract:
+    integers narrow to integer (every count, flag and day number fits 32 bits).
+#}
+{% macro feature_type(kind) %}
+    {% if kind == 'int' %}
+        {{ return(dbt.type_int()) }}
+    {% elif kind == 'float' %}
+        {{ return(type_double()) }}
+    {% else %}
+        {{ return(dbt.type_string()) }}
+    {% endif %}
+{% endmacro %}

@@ -38,9 +38,9 @@ feature_months as (
 final as (
 
     select
-        coalesce(application_months.month, feature_months.month) as month,
         application_months.application_rows,
-        feature_months.feature_rows
+        feature_months.feature_rows,
+        coalesce(application_months.month, feature_months.month) as month
     from application_months
     full outer join feature_months
         on application_months.month = feature_months.month

@@ -7,21 +7,20 @@
 
 {%- set flags = ['is_days_employed_sentinel', 'is_code_gender_xna', 'is_organization_type_xna'] -%}
 {%- set engineered_features = {
-    'credit_income_ratio': 'double',
-    'annuity_income_ratio': 'double',
-    'annuity_credit_ratio': 'double',
-    'goods_credit_ratio': 'double',
-    'age_years': 'double',
-    'employment_years': 'double',
-    'employment_age_ratio': 'double',
+    'credit_income_ratio': 'float',
+    'annuity_income_ratio': 'float',
+    'annuity_credit_ratio': 'float',
+    'goods_credit_ratio': 'float',
+    'age_years': 'float',
+    'employment_years': 'float',
+    'employment_age_ratio': 'float',
     'ext_source_count': 'int',
-    'ext_source_min': 'double',
-    'ext_source_max': 'double',
-    'ext_source_mean': 'double',
-    'ext_source_std': 'double',
-    'ext_source_product': 'double',
+    'ext_source_min': 'float',
+    'ext_source_max': 'float',
+    'ext_source_mean': 'float',
+    'ext_source_std': 'float',
+    'ext_source_product': 'float',
     'missing_field_count': 'int',
-    'document_flag_count': 'int',
 } -%}
 
 with
@@ -39,25 +38,15 @@ final as (
         cast(month as {{ dbt.type_string() }}) as month,
         cast(target as {{ dbt.type_int() }}) as target,
         {%- for column, kind in applicant_columns().items() %}
-            {%- if kind == 'str' %}
-                cast({{ column }} as {{ dbt.type_string() }}) as {{ column }},
-            {%- elif kind == 'int' %}
-                cast({{ column }} as {{ dbt.type_int() }}) as {{ column }},
-            {%- else %}
-                cast({{ column }} as {{ type_double() }}) as {{ column }},
-            {%- endif %}
+            cast({{ column }} as {{ feature_type(kind) }}) as {{ column }},
         {%- endfor %}
         {%- for flag in flags %}
             cast(case when {{ flag }} then 1 else 0 end as {{ dbt.type_int() }}) as {{ flag }},
         {%- endfor %}
         {%- for feature, kind in engineered_features.items() %}
-            {%- if kind == 'int' %}
-                cast({{ feature }} as {{ dbt.type_int() }}) as {{ feature }}
-            {%- else %}
-                cast({{ feature }} as {{ type_double() }}) as {{ feature }}
-            {%- endif %}
-            {{- ',' if not loop.last }}
+            cast({{ feature }} as {{ feature_type(kind) }}) as {{ feature }},
         {%- endfor %}
+        cast(document_flag_count as {{ dbt.type_int() }}) as document_flag_count
     from derived_features
 
 )
