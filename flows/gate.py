@@ -69,6 +69,12 @@ class _Evaluator:
         self.reference = {name: f"c{i}" for i, name in enumerate(columns)}
         self.types = contract_types(expectations)
 
+    def sample_value(self, column: str, value: Any) -> Any:
+        """Return a staged value for the JSON report: whole-number columns as int."""
+        if self.types.get(column) == "int" and isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
     def condition(self, expectation: dict[str, Any]) -> str | None:
         """Return SQL that is true for a staged row violating a column expectation."""
         kind, kwargs = expectation["type"], expectation["kwargs"]
@@ -234,7 +240,7 @@ class _Evaluator:
             rows = self.connection.execute(
                 f"select line, {value} from {STAGED_VIEW} where {condition} order by line "
                 f"limit {MAX_SAMPLES}").fetchall()
-        samples = [{where: line, "value": item} for line, item in rows]
+        samples = [{where: line, "value": self.sample_value(column, item)} for line, item in rows]
         shown = list_samples(rows, violations, where)
         contract_type = self.types.get(column, "str")
 
@@ -273,7 +279,8 @@ class _Evaluator:
         return Finding(
             check="expect_column_values_to_be_unique", column=column, count=violations,
             severity=severity,
-            samples=[{"value": item, where + "s": lines[:MAX_SAMPLES]} for item, lines in groups],
+            samples=[{"value": self.sample_value(column, item), where + "s": lines[:MAX_SAMPLES]}
+                     for item, lines in groups],
             message=f"column {column}: {violations} rows share their value with another row, "
                     f"e.g. {display_value(first_value)} on {where}s "
                     + ", ".join(str(n) for n in first_lines[:MAX_SAMPLES]),
@@ -287,14 +294,14 @@ class _Evaluator:
             f"select {value}, count(*), min(line) from {STAGED_VIEW} where {condition} "
             f"group by {value} order by count(*) desc, {value} limit {MAX_CATEGORY_SAMPLES}"
         ).fetchall()
-        listed = ", ".join(f"{item!r} ({count} rows, first on {where} {line})"
+        listed = ", ".join(f"{item!r} ({count} row(s), first on {where} {line})"
                            for item, count, line in groups)
         return Finding(
             check="expect_column_values_to_be_in_set", column=column, count=violations,
             severity=severity,
             samples=[{"value": item, "count": count, where: line}
                      for item, count, line in groups],
-            message=f"column {column}: {violations} rows have a category outside the "
+            message=f"column {column}: {violations} row(s) have a category outside the "
                     f"contract: {listed}",
             hint="accepted with a warning; if the category is real, add it to "
                  "flows/schema.py and rewrite the suite (python -m flows.suite)",
@@ -342,7 +349,7 @@ def find_ids_in_other_months(connection: duckdb.DuckDBPyConnection, columns: lis
     if not count:
         return None
     rows = connection.execute(
-        f"select staged.line, {value}, loaded.month {matches} "
+        f"select staged.line, cast({value} as bigint), loaded.month {matches} "
         f"order by staged.line limit {MAX_SAMPLES}", [month]
     ).fetchall()
     shown = ", ".join(f"{display_value(item)} ({location} {line}, loaded for {other})"

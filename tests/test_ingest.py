@@ -422,7 +422,7 @@ def test_unseen_category_is_a_warning(loaded: Settings, november, tmp_path: Path
     warning = result.report["warnings"][0]
     assert warning["column"] == "NAME_TYPE_SUITE"
     assert warning["count"] == 3
-    assert "'Neighbour' (3 rows, first on line 7)" in warning["message"]
+    assert "'Neighbour' (3 row(s), first on line 7)" in warning["message"]
     assert "1 warning(s)" in result.message
 
 
