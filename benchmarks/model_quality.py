@@ -1,7 +1,7 @@
 """Out-of-time AUC of the notebook recipe that creditflow replaces, and of creditflow's model.
 
 Both learn from the real sample's history and its first three months and are tested on the
-labels of 2021-01, which neither sees while training:
+labels of 2021-01, which neither model trains on:
 
 - notebook recipe: 20 hand-picked columns, numeric NaN -> -999, one-hot with drop_first, LightGBM
   tuned by 10 Optuna trials on a random 80/20 split of the training rows, then refit on all of
@@ -172,7 +172,7 @@ def creditflow_model(settings: Settings, month: str, trials: int | None = None
 
 
 def _hanley_mcneil_se(value: float, positives: int, negatives: int) -> float:
-    """Return the standard error of an AUC (Hanley and McNeil, Radiology 1982)."""
+    """Return the standard error of an AUC by the Hanley-McNeil approximation."""
     q1, q2 = value / (2 - value), 2 * value * value / (1 + value)
     variance = (value * (1 - value) + (positives - 1) * (q1 - value * value)
                 + (negatives - 1) * (q2 - value * value)) / (positives * negatives)

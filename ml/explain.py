@@ -1,6 +1,6 @@
 """Reason codes: the features that raised an application's default probability most.
 
-Contributions come from LightGBM itself (``pred_contrib``, SHAP values in log-odds); a reason is
+Contributions come from LightGBM itself (``pred_contrib``, SHAP values in log-odds). A reason is
 a feature with a positive contribution, named by the business term in ``ml/params.yml``.
 """
 
@@ -21,15 +21,25 @@ def business_name(feature: str, names: dict[str, str]) -> str:
 
 
 def reason_codes(booster: lgb.Booster, matrix: np.ndarray, names: dict[str, str],
-                 top_n: int = 3) -> list[str]:
-    """Return, per row, a JSON array of up to ``top_n`` business-term reasons."""
-    if len(matrix) == 0:
-        return []
+                 top_n: int = 3, chunk_rows: int = 50_000) -> list[str]:
+    """Return, per row, a JSON array of up to ``top_n`` business-term reasons.
+
+    Rows are explained ``chunk_rows`` at a time, which bounds the memory of the contribution
+    matrix (rows x features doubles) on a full month.
+    """
     features = booster.feature_name()
+    labels = [business_name(name, names) for name in features]
+    result: list[str] = []
+    for start in range(0, len(matrix), chunk_rows):
+        result.extend(_explain_rows(booster, matrix[start:start + chunk_rows], labels, top_n))
+    return result
+
+
+def _explain_rows(booster: lgb.Booster, matrix: np.ndarray, labels: list[str],
+                  top_n: int) -> list[str]:
     # The last column of pred_contrib is the expected value (bias), not a feature.
     contributions = np.asarray(booster.predict(matrix, pred_contrib=True))[:, :-1]
-    labels = [business_name(name, names) for name in features]
-    candidates = min(len(features), max(top_n * 2, top_n + 2))
+    candidates = min(len(labels), max(top_n * 2, top_n + 2))
     # Largest contribution first; ties keep feature order so the result is repeatable.
     order = np.argsort(-contributions, axis=1, kind="stable")[:, :candidates]
     result = []

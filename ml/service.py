@@ -278,6 +278,9 @@ def _champion_auc(settings: Settings, champion_row: dict[str, Any], plan: SplitP
                   frame: pd.DataFrame, validation_rows: np.ndarray,
                   target: np.ndarray) -> float | None:
     """Return the champion's out-of-sample AUC on this plan's validation rows, if it has one."""
+    # NOTE: the challenger's figure is its best round on the validation month (early stopping
+    # chose it there), while a champion scored here uses its fixed rounds, which favors the
+    # challenger slightly. The tolerance should cover that gap.
     champion_id = champion_row["model_id"]
     recorded = json.loads(champion_row["metrics"] or "{}")
     if champion_row["validation_month"] == plan.validation_month:
@@ -465,8 +468,8 @@ def compare_month(settings: Settings, month: str, params: ModelParams | None = N
     """Compare classic models on the out-of-time split of ``month``.
 
     When ``month`` has labels of both classes, the models train on the labeled months before it
-    and are tested on it; otherwise they train on the months before its validation month and are
-    tested on that month.
+    and are tested on it. Otherwise they train on the months before its validation month and
+    are tested on that month.
     """
     from ml.compare import compare_models
 

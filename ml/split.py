@@ -1,7 +1,7 @@
 """Which months train and which month validates a model for score month M.
 
 Training uses every labeled month before M. Validation is out of time: the latest labeled
-calendar month before M (or an earlier one, by ``validation.offset``); tuning trains on the
+calendar month before M, or an earlier one by ``validation.offset``. Tuning trains on the
 labeled months before the validation month and early-stops on it. When no calendar month can
 validate (history alone precedes M), a seeded stratified holdout of the training rows validates
 instead, and the plan records that it is not out of time.

@@ -1,7 +1,7 @@
 """A small application_features table made from the real sample, for the model's tests.
 
-It stands in for the dbt feature mart with the same contract: sk_id_curr, month, target, then
-numeric features as double and categorical features as varchar.
+It replaces the dbt feature mart in these tests and has the same contract: sk_id_curr, month,
+target, then numeric features as double and categorical features as varchar.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The model on the dbt-built feature table of the real sample: gate, dbt, train, score.
 
-The real sample is split as the business sends it (history, then 2020-10 to 2021-01); the
-model for 2021-01 trains on the months before it, and the labels of 2021-01 give its true
-out-of-time AUC.
+The real sample is split as the business sends it: history, then 2020-10 to 2021-01. The model
+for 2021-01 trains on the months before it, so the labels of 2021-01 give its true out-of-time
+AUC.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Training, registry, scoring and exports against a real DuckDB file with real sample rows.
 
-The feature table here is a small stand-in for the dbt mart built from the real sample (see
-tests/ml_data.py); tests/test_ml_real.py runs the same steps on the dbt-built table.
+The feature table here is a small stand-in for the dbt mart, built from the real sample by
+tests/ml_data.py. tests/test_ml_real.py runs the same steps on the dbt-built table.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def params():
 
 @pytest.fixture
 def warehouse(settings):
-    """Settings whose warehouse holds the sample feature table of every month."""
+    """Settings whose warehouse contains the sample feature table of every month."""
     write_feature_table(settings, sample_features())
     return settings
 

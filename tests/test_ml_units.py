@@ -37,7 +37,7 @@ def test_encoding_uses_saved_categories():
     matrix, unseen = to_matrix(batch, spec)
     assert unseen == {"gender": 1}
     assert np.isnan(matrix[0, 1])  # unseen "X" is scored as missing
-    assert matrix[1, 1] == 1.0  # "M" keeps its training code whatever the batch holds
+    assert matrix[1, 1] == 1.0  # "M" keeps its training code whatever else the batch contains
     assert np.isnan(matrix[2, 1])
     assert matrix[3, 1] == 0.0
     assert np.isnan(matrix[3, 0])
@@ -231,3 +231,10 @@ def test_feature_selection_gain_share():
                                   spec, params)
     assert kept == ["a"]
     assert gains["a"] > 0.5 * sum(gains.values())
+
+
+def test_reason_codes_same_in_chunks():
+    booster, matrix = _toy_booster()
+    whole = reason_codes(booster, matrix, {}, top_n=3)
+    assert reason_codes(booster, matrix, {}, top_n=3, chunk_rows=7) == whole
+    assert reason_codes(booster, matrix[:0], {}, top_n=3) == []
