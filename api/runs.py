@@ -97,12 +97,15 @@ def _run_from_row(row) -> RunState:
 
 
 def read_pipeline_steps(settings: Settings, month: str, since: datetime,
-                        from_step: str | None) -> list[StepState] | None:
+                        from_step: str | None, gate: threading.Lock) -> list[StepState] | None:
     """Return the steps ``pipeline_runs`` records for ``month`` since ``since``, newest flow run.
 
-    Returns None when the warehouse is locked by the run or does not exist yet.
+    ``gate`` is the lock that serializes this process's use of the warehouse. Returns None when
+    the warehouse is locked, busy in this process, or does not exist yet.
     """
     if not settings.warehouse.exists():
+        return None
+    if not gate.acquire(timeout=1.0):
         return None
     try:
         with connect(settings.warehouse, read_only=True) as connection:
@@ -122,6 +125,8 @@ def read_pipeline_steps(settings: Settings, month: str, since: datetime,
     except Exception as error:  # duckdb raises its own error classes on a half-written file
         logger.warning("could not read pipeline_runs for %s: %s", month, error)
         return None
+    finally:
+        gate.release()
     steps = _steps_from_json(None, from_step)
     if not rows:
         return steps
@@ -169,9 +174,11 @@ def _pid_alive(pid: int | None) -> bool:
 class RunManager:
     """Start monthly runs as child processes and report their status and step progress."""
 
-    def __init__(self, settings: Settings, store: StateStore, trials: int | None = None) -> None:
+    def __init__(self, settings: Settings, store: StateStore, warehouse_gate: threading.Lock,
+                 trials: int | None = None) -> None:
         self.settings = settings
         self.store = store
+        self.warehouse_gate = warehouse_gate
         self.trials = trials
         self.log_dir = settings.home / "api_runs"
         self._lock = threading.Lock()
@@ -262,7 +269,7 @@ class RunManager:
         if run is not None:
             steps = read_pipeline_steps(self.settings, run.month,
                                         _parse_time(run.requested_at) - timedelta(seconds=5),
-                                        run.from_step)
+                                        run.from_step, self.warehouse_gate)
         with self.store.connect() as connection:
             connection.execute(
                 "update api_runs set status = ?, exit_code = ?, message = ?, ended_at = ?"
@@ -293,7 +300,8 @@ class RunManager:
             return
         self._last_step_read[run.run_id] = now
         since = _parse_time(run.requested_at) - timedelta(seconds=5)
-        steps = read_pipeline_steps(self.settings, run.month, since, run.from_step)
+        steps = read_pipeline_steps(self.settings, run.month, since, run.from_step,
+                                    self.warehouse_gate)
         if steps is None:
             return
         run.steps = steps

@@ -77,9 +77,12 @@ _GATE_WAIT_SECONDS = 3.0
 _LOCK_WAIT_SECONDS = 0.5
 _INGEST_GATE_WAIT_SECONDS = 30.0
 
+# The monitoring report, which the page opens as a blob: document, inherits this policy and
+# carries its own <style> block, hence 'unsafe-inline' for styles (scripts stay 'self' only).
 _PAGE_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+        "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+        "script-src 'self'; "
         "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
     ),
     "X-Frame-Options": "DENY",
@@ -217,11 +220,11 @@ def create_app(settings: Settings, max_upload_bytes: int | None = None,
     upload_limit = max_upload_bytes or max_upload_bytes_from_env()
     store = StateStore.for_settings(settings)
     store.init()
-    runs = RunManager(settings, store, trials=run_trials or trials_from_env())
-    runs.recover()
     # DuckDB refuses a read-only and a read-write connection to one file in the same process, so
     # the API's own uses of the warehouse (reads, the gate of an upload) take turns.
     warehouse_gate = threading.Lock()
+    runs = RunManager(settings, store, warehouse_gate, trials=run_trials or trials_from_env())
+    runs.recover()
     version = importlib.metadata.version("creditflow")
 
     app = FastAPI(
@@ -248,7 +251,10 @@ def create_app(settings: Settings, max_upload_bytes: int | None = None,
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         detail = error.detail if isinstance(error.detail, str) else str(error.detail)
-        if error.status_code == 404 and detail == "Not Found":
+        if error.status_code == 400 and "parsing the body" in detail:
+            detail = ("the request body is not valid JSON: send a JSON object as described in "
+                      "/docs, with Content-Type: application/json")
+        elif error.status_code == 404 and detail == "Not Found":
             detail = f"no such endpoint {request.url.path}: see /docs for the API"
         elif error.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}: see /docs"
@@ -438,7 +444,7 @@ def create_app(settings: Settings, max_upload_bytes: int | None = None,
             return None
 
     @app.post(f"{API}/runs", response_model=RunOut, status_code=202, tags=["runs"],
-              responses=_errors(401, 403, 409, 422))
+              responses=_errors(400, 401, 403, 409, 422))
     def start_run(run: RunIn, token: RunStarter) -> RunOut:
         """Start the monthly flow for a month in the background; poll GET /runs/{run_id}."""
         target = run.month + (f" from {run.from_step}" if run.from_step else "")
@@ -460,14 +466,15 @@ def create_app(settings: Settings, max_upload_bytes: int | None = None,
                      f"run {state.run_id}")
         return RunOut.model_validate(state, from_attributes=True)
 
-    @app.get(f"{API}/runs", response_model=list[RunOut], tags=["runs"], responses=_errors(401))
+    @app.get(f"{API}/runs", response_model=list[RunOut], tags=["runs"],
+             responses=_errors(401, 422))
     def list_runs(token: Viewer, limit: Annotated[int, Query(ge=1, le=200)] = 20
                   ) -> list[RunOut]:
         """Recent runs started through the API, newest first."""
         return [RunOut.model_validate(r, from_attributes=True) for r in runs.recent(limit)]
 
     @app.get(f"{API}/runs/{{run_id}}", response_model=RunOut, tags=["runs"],
-             responses=_errors(401, 404))
+             responses=_errors(401, 404, 422))
     def get_run(run_id: Annotated[str, PathParam(max_length=64)],
                 token: Viewer) -> RunOut:
         """Status and step progress of one run."""
@@ -563,7 +570,7 @@ def create_app(settings: Settings, max_upload_bytes: int | None = None,
     # --- tokens and audit (admin) -------------------------------------------------------------
 
     @app.post(f"{API}/tokens", response_model=TokenCreatedOut, status_code=201, tags=["admin"],
-              responses=_errors(401, 403, 422))
+              responses=_errors(400, 401, 403, 422))
     def create_api_token(body: TokenIn,
                          token: TokenCreator
                          ) -> TokenCreatedOut:
@@ -583,7 +590,7 @@ def create_app(settings: Settings, max_upload_bytes: int | None = None,
         return [TokenOut(**record.__dict__) for record in list_tokens(store)]
 
     @app.delete(f"{API}/tokens/{{token_id}}", status_code=204, tags=["admin"],
-                responses=_errors(401, 403, 404), response_class=Response)
+                responses=_errors(401, 403, 404, 422), response_class=Response)
     def revoke_api_token(token_id: Annotated[str, PathParam(max_length=64)],
                          token: TokenRevoker
                          ) -> Response:
@@ -597,7 +604,7 @@ def create_app(settings: Settings, max_upload_bytes: int | None = None,
         return Response(status_code=204)
 
     @app.get(f"{API}/audit", response_model=list[AuditOut], tags=["admin"],
-             responses=_errors(401, 403))
+             responses=_errors(401, 403, 422))
     def audit(token: Admin, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
               action: Annotated[str | None, Query(max_length=32)] = None) -> list[AuditOut]:
         """List the audit log, newest first: uploads, runs, downloads and token changes."""

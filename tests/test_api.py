@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import duckdb
+import httpx
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -14,7 +18,7 @@ import pytest
 
 from api.store import StateStore
 from api.tokens import authenticate, create_token
-from tests.apiserver import ApiServer, start_server, stop_server, upload
+from tests.apiserver import ApiServer, free_port, start_server, stop_server, upload
 
 UPLOAD_LIMIT = 3 * 1024 * 1024
 
@@ -351,3 +355,56 @@ def test_parquet_sniff_reads_real_parquet(tmp_path: Path):
     pq.write_table(pa.table({"SK_ID_CURR": [1, 2]}), buffer)
     path.write_bytes(buffer.getvalue())
     assert sniff_format(path, "x.parquet") == "parquet"
+
+
+def run_cli(server: ApiServer, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", "--home", str(server.settings.home), *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def test_token_command_create_list_revoke(server: ApiServer):
+    created = run_cli(server, "token", "create", "--role", "operator", "--name", "alice")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip().splitlines()[-1]
+    assert token.startswith("cf_")
+    with server.client() as client:
+        headers = {"Authorization": f"Bearer {token}"}
+        assert client.get("/api/v1/whoami", headers=headers).json() == {
+            "token_id": token.split("_")[1], "name": "alice", "role": "operator"}
+
+        listed = run_cli(server, "token", "list")
+        assert listed.returncode == 0
+        assert "alice" in listed.stdout
+        assert token.split("_", 2)[2] not in listed.stdout
+
+        revoked = run_cli(server, "token", "revoke", "--name", "alice")
+        assert revoked.returncode == 0, revoked.stderr
+        assert client.get("/api/v1/whoami", headers=headers).status_code == 401
+
+    missing_role = run_cli(server, "token", "create", "--name", "bob")
+    assert missing_role.returncode == 2
+    assert "--role" in missing_role.stderr
+
+
+def test_api_command_serves(tmp_path: Path):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "--home", str(tmp_path / "home"), "api", "--port",
+         str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        health = None
+        while time.monotonic() < deadline and health is None:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=2).json()
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert health is not None
+        assert health["warehouse"] == "missing"
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert "creditflow token create --role admin" in output
+    assert f"http://127.0.0.1:{port}/" in output

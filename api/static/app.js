@@ -183,8 +183,10 @@ let pollTimer = null;
 
 function renderRun(run) {
   const status = $("run-status");
-  status.replaceChildren(badge(run.status), ` run ${run.run_id} for ${run.month}`,
-    run.message ? el("span", { class: run.status === "failed" ? "error" : "muted", text: ` ${run.message}` }) : null);
+  status.replaceChildren(badge(run.status), ` run ${run.run_id} for ${run.month}`);
+  if (run.message) {
+    status.append(el("span", { class: run.status === "failed" ? "error" : "muted", text: ` ${run.message}` }));
+  }
   status.dataset.status = run.status;
   const list = $("run-steps");
   list.replaceChildren();
