@@ -269,6 +269,15 @@ def test_bad_row_counts_rejected(tmp_path):
         generate_files(tmp_path, ["2021-01"], 10, 0, SEED)
 
 
+def test_failed_write_leaves_no_file(tmp_path):
+    def stop(rows: int) -> None:
+        raise RuntimeError("stopped")
+
+    with pytest.raises(RuntimeError, match="stopped"):
+        generate_files(tmp_path, ["2021-01"], 0, 300, SEED, chunk_rows=100, progress=stop)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_first_id_starts_sequence(tmp_path):
     paths = generate_files(tmp_path, ["2021-02"], 10, 20, SEED, first_id=500_000)
     ids = pd.concat([_read(path)[schema.ID_COLUMN] for path in paths])
