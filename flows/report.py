@@ -207,6 +207,11 @@ def _score_section(data: dict[str, Any]) -> str:
         parts.append(f"<p>Score PSI against {drift['reference_month'].iloc[0]}: "
                      f"<b>{drift['psi'].iloc[0]:.4f}</b> (mean default probability "
                      f"{drift['mean_default_probability'].iloc[0]:.4f}).</p>")
+        if not drift["is_same_model"].iloc[0]:
+            parts.append(f'<p class="note">Model {drift["reference_model_id"].iloc[0]} scored '
+                         f"{drift['reference_month'].iloc[0]} and model "
+                         f"{drift['model_id'].iloc[0]} scored {month}, so the PSI also measures "
+                         "the change of model and raises no alert.</p>")
     else:
         parts.append('<p class="note">No earlier scored month to compare the scores with.</p>')
     return "".join(parts)

@@ -138,7 +138,7 @@ def write_synthetic_warehouse(
 def _bin_labels(values: pd.Series, categorical: bool, cut_points: list[float]) -> list[str]:
     labels = []
     for value in values:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+        if pd.isna(value):
             labels.append("missing")
         elif categorical:
             labels.append(f"level {value}")
