@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = parsers["build"]
     p.add_argument("--select", help="dbt node selection (default: all models and tests)")
+    p.add_argument("--full-refresh", action="store_true",
+                   help="rebuild the incremental tables from every stored month (needed after "
+                        "a model's columns changed)")
 
     for name in ("train", "score", "compare", "export"):
         _add_month(parsers[name])

@@ -117,10 +117,12 @@ def generate_docs(settings: Settings) -> Path:
 
 
 def command_build(args: argparse.Namespace, settings: Settings) -> int:
-    """CLI: ``creditflow build [--select SELECTION]``."""
+    """CLI: ``creditflow build [--select SELECTION] [--full-refresh]``."""
     dbt_args = ["build"]
     if args.select:
         dbt_args += ["--select", args.select]
+    if getattr(args, "full_refresh", False):
+        dbt_args.append("--full-refresh")
     run_dbt(settings, dbt_args)
     print(f"dbt build finished on {settings.warehouse}")
     return 0
@@ -237,6 +239,7 @@ def _describe_failure(outcome, args: list[str], settings: Settings) -> str | Non
 
     failures = []
     skipped = 0
+    schema_changed = False
     for result in getattr(outcome.result, "results", None) or []:
         status = str(result.status).lower()
         if status == "skipped":
@@ -244,8 +247,14 @@ def _describe_failure(outcome, args: list[str], settings: Settings) -> str | Non
         elif status in _FAILED_STATUSES:
             node = result.node
             name = f"{node.resource_type} {node.name}"
-            failures.append(f"- {name} ({status}): {(result.message or '').strip()}")
+            message = (result.message or "").strip()
+            failures.append(f"- {name} ({status}): {message}")
+            # dbt's error when an incremental model's columns differ from its stored table.
+            schema_changed = schema_changed or "out of sync" in message
     if not failures:
         return f"{head} without naming a failed node. {where}"
+    if schema_changed:
+        where = ("A model's columns changed: run `creditflow build --full-refresh` to rebuild "
+                 "the incremental tables from every stored month. " + where)
     lines = [f"{head}: {len(failures)} node(s) failed, {skipped} skipped.", *failures, where]
     return "\n".join(lines)

@@ -387,3 +387,25 @@ def test_cli_build_selection(settings: Settings, capsys: pytest.CaptureFixture) 
     views = _query(settings, "select count(*) from information_schema.tables"
                              " where table_name = 'stg_applications'")
     assert views[0][0] == 1
+
+
+def test_changed_columns_need_full_refresh(settings: Settings, tmp_path: Path) -> None:
+    project = tmp_path / "dbt_project"
+    shutil.copytree(DBT_PROJECT_DIR, project,
+                    ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
+    selection = ["--select", "stg_applications", "int_applications_accumulated"]
+    run_dbt(settings, ["build", *selection], project_dir=project)
+
+    staging = project / "models" / "staging" / "stg_applications.sql"
+    text = staging.read_text()
+    assert "        load_id\n    from typed" in text
+    staging.write_text(text.replace("        load_id\n    from typed",
+                                    "        load_id,\n        1 as review_flag\n    from typed"))
+    with pytest.raises(DbtError) as raised:
+        run_dbt(settings, ["build", *selection], project_dir=project)
+    assert "model int_applications_accumulated" in str(raised.value)
+    assert "creditflow build --full-refresh" in str(raised.value)
+
+    run_dbt(settings, ["build", *selection, "--full-refresh"], project_dir=project)
+    columns = [row[0] for row in _query(settings, "describe applications")]
+    assert columns[-1] == "review_flag"
