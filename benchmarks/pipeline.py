@@ -1,0 +1,150 @@
+"""The creditflow side of the benchmark: load a history, run one month, measure scoring.
+
+The steps call the same functions as the monthly flow's Prefect tasks (``flows.monthly``): the
+ingestion gate, the dbt feature build, training, scoring and the dbt monitoring build. Prefect's
+own bookkeeping (task runs, the temporary API server) is left out, so the numbers are the work
+of each step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.measure import StepTimer
+from flows.config import load_settings
+from flows.dbt_runner import build_features, build_monitoring
+from flows.errors import CreditflowError
+from flows.ingest import ingest_file
+from ml import service, store
+from ml.explain import reason_codes
+from ml.features import to_matrix
+from ml.params import ModelParams, load_params
+from ml.policy import decide
+
+logger = logging.getLogger(__name__)
+
+# Steps of one monthly run, in order; the first two are the data steps.
+RUN_STEPS = ("ingest_gate", "dbt_build", "train", "score", "monitoring")
+DATA_STEPS = ("ingest_gate", "dbt_build")
+USER = "benchmark"
+
+
+def benchmark_params(trials: int, max_rounds: int) -> ModelParams:
+    """Return ``ml/params.yml`` with a fixed number of trials and boosting rounds.
+
+    The tuning time budget is switched off, so every run trains exactly ``trials`` trials
+    whatever the machine's speed.
+    """
+    return load_params().with_overrides(tuning={
+        "trials": trials, "max_boost_rounds": max_rounds, "timeout_seconds": None})
+
+
+def _ingest(settings: Any, path: Path, month: str, record: dict[str, Any]) -> None:
+    result = ingest_file(settings, path, month=month, user=USER)
+    record.update(file=path.name, month=month, outcome=result.outcome, rows=result.rows)
+    if result.outcome not in ("loaded", "replaced"):
+        raise CreditflowError(f"benchmark file {path} was {result.outcome}, not loaded: "
+                              f"{result.message}")
+
+
+def load_history(home: Path, files: list[dict[str, str]]) -> dict[str, Any]:
+    """Ingest ``files`` (``{"path", "month"}``) into the deployment at ``home``, then build.
+
+    Each file's ingestion is timed: at full size these are extra samples of the gate on one
+    month's file.
+    """
+    settings = load_settings(home)
+    settings.ensure_dirs()
+    timer = StepTimer()
+    for number, item in enumerate(files):
+        with timer.step(f"ingest_gate_{number}") as record:
+            _ingest(settings, Path(item["path"]), item["month"], record)
+    with timer.step("dbt_build"):
+        build_features(settings)
+    return timer.result()
+
+
+def run_month(home: Path, path: Path, month: str, params: ModelParams) -> dict[str, Any]:
+    """Run the five steps of one month on the deployment at ``home`` and time each."""
+    settings = load_settings(home)
+    timer = StepTimer()
+    started = time.perf_counter()
+    with timer.step("ingest_gate") as record:
+        _ingest(settings, path, month, record)
+    with timer.step("dbt_build"):
+        build_features(settings)
+    with timer.step("train") as record:
+        trained = service.train_month(settings, month, params=params)
+        record.update(model_id=trained.model_id, validation_auc=trained.validation_auc,
+                      validation_month=trained.validation_month,
+                      training_months=trained.training_months)
+    with timer.step("score") as record:
+        scored = service.score_month(settings, month, params=params)
+        record.update(rows=scored.rows, auc=scored.auc, decisions=scored.decision_counts)
+    with timer.step("monitoring"):
+        build_monitoring(settings)
+    result = timer.result()
+    result["whole_seconds"] = time.perf_counter() - started
+    return result
+
+
+def _predictions(frame: pd.DataFrame, month: str, model_id: str, probability: np.ndarray,
+                 decisions: np.ndarray, reasons: list[str] | None) -> pd.DataFrame:
+    return pd.DataFrame({
+        "sk_id_curr": frame["sk_id_curr"].to_numpy(dtype=np.int64),
+        "score_month": month,
+        "model_id": model_id,
+        "default_probability": probability,
+        "decision": decisions.astype(str),
+        "reason_codes": reasons if reasons is not None else None,
+        "scored_at": store.now(),
+    })
+
+
+def measure_scoring(home: Path, month: str, params: ModelParams, repetitions: int = 3
+                    ) -> dict[str, Any]:
+    """Time the parts of scoring ``month`` with the champion, ``repetitions`` times each.
+
+    ``ml.service.score_month`` always computes reason codes, so the path without them is
+    assembled here from the same functions it calls: ``to_matrix``, ``Booster.predict``,
+    ``ml.policy.decide`` and ``ml.store.write_predictions``.
+    """
+    settings = load_settings(home)
+    record = store.champion_record(settings)
+    if record is None:
+        raise CreditflowError(f"no champion model in {home}: run the month first")
+    model = service.load_model(settings, record)
+    decision = params.decision
+    samples: dict[str, list[float]] = {}
+
+    def timed(name: str, action: Any) -> Any:
+        started = time.perf_counter()
+        value = action()
+        samples.setdefault(name, []).append(time.perf_counter() - started)
+        return value
+
+    rows = 0
+    for _ in range(repetitions):
+        frame = timed("read_features", lambda: store.read_features(settings, [month]))
+        rows = len(frame)
+        matrix, _ = timed("encode", lambda frame=frame: to_matrix(frame, model.spec))
+        probability = timed("predict", lambda matrix=matrix: model.booster.predict(matrix))
+        decisions = timed("decide", lambda p=probability: decide(
+            p, decision["approve_below"], decision["decline_from"]))
+        reasons = timed("reason_codes", lambda matrix=matrix: reason_codes(
+            model.booster, matrix, params.reason_names, params.reason_top_n))
+        plain = _predictions(frame, month, model.model_id, probability, decisions, None)
+        timed("write_without_reasons", lambda plain=plain: store.write_predictions(
+            settings, month, plain))
+        explained = _predictions(frame, month, model.model_id, probability, decisions, reasons)
+        timed("write_with_reasons", lambda explained=explained: store.write_predictions(
+            settings, month, explained))
+        timed("score_month", lambda: service.score_month(settings, month, params=params))
+    return {"rows": rows, "model_id": model.model_id, "features": len(model.spec.features),
+            "trees": model.booster.num_trees(), "seconds": samples}
