@@ -301,7 +301,7 @@ def _performance_section(data: dict[str, Any]) -> str:
     row = performance.iloc[0]
     summary = charts.table(
         ["labeled", "defaults", "default rate", "AUC", "Gini", "KS"],
-        [(int(row["labeled_rows"]), int(row["defaults"]), row["default_rate"], row["auc"],
+        [(int(row["labeled_rows"]), int(row["defaulted"]), row["default_rate"], row["auc"],
           row["gini"], row["ks"])])
     parts = ["<h2>Realized performance</h2>", summary]
     if labeled["target"].nunique() == 2:

@@ -25,7 +25,9 @@ labeled_predictions as (
         applications.target
     from predictions
     inner join applications
-        on predictions.sk_id_curr = applications.sk_id_curr and predictions.score_month = applications.month
+        on
+            predictions.sk_id_curr = applications.sk_id_curr
+            and predictions.score_month = applications.month
     where applications.target is not null
 ),
 

@@ -13,9 +13,12 @@ month_decisions as (
         score_month as month,
         min(model_id) as model_id,
         count(*) as scored_rows,
-        cast(sum(case when decision = 'approve' then 1 else 0 end) as {{ dbt.type_bigint() }}) as approved,
-        cast(sum(case when decision = 'review' then 1 else 0 end) as {{ dbt.type_bigint() }}) as reviewed,
-        cast(sum(case when decision = 'decline' then 1 else 0 end) as {{ dbt.type_bigint() }}) as declined,
+        cast(sum(case when decision = 'approve' then 1 else 0 end) as {{ dbt.type_bigint() }})
+            as approved,
+        cast(sum(case when decision = 'review' then 1 else 0 end) as {{ dbt.type_bigint() }})
+            as reviewed,
+        cast(sum(case when decision = 'decline' then 1 else 0 end) as {{ dbt.type_bigint() }})
+            as declined,
         avg(default_probability) as mean_default_probability
     from predictions
     group by score_month

@@ -29,26 +29,28 @@ scored_applications as (
         predictions.decision,
         applications.target,
         {%- for column in sensitive_columns %}
-        applications.{{ column }}{% if not loop.last %},{% endif %}
+            applications.{{ column }}{% if not loop.last %},{% endif %}
         {%- endfor %}
     from predictions
     inner join applications
-        on predictions.sk_id_curr = applications.sk_id_curr and predictions.score_month = applications.month
+        on
+            predictions.sk_id_curr = applications.sk_id_curr
+            and predictions.score_month = applications.month
 ),
 
 grouped_applications as (
     {%- for column in sensitive_columns %}
-    select
-        sk_id_curr,
-        month,
-        model_id,
-        default_probability,
-        decision,
-        target,
-        '{{ column }}' as sensitive_column,
-        coalesce(cast({{ column }} as {{ dbt.type_string() }}), 'missing') as group_value
-    from scored_applications
-    {% if not loop.last %}union all{% endif %}
+        select
+            sk_id_curr,
+            month,
+            model_id,
+            default_probability,
+            decision,
+            target,
+            '{{ column }}' as sensitive_column,
+            coalesce(cast({{ column }} as {{ dbt.type_string() }}), 'missing') as group_value
+        from scored_applications
+        {% if not loop.last %}union all{% endif %}
     {%- endfor %}
 ),
 
@@ -59,7 +61,8 @@ group_decisions as (
         group_value,
         min(model_id) as model_id,
         count(*) as scored_rows,
-        cast(sum(case when decision = 'approve' then 1 else 0 end) as {{ dbt.type_bigint() }}) as approved,
+        cast(sum(case when decision = 'approve' then 1 else 0 end) as {{ dbt.type_bigint() }})
+            as approved,
         avg(default_probability) as mean_default_probability
     from grouped_applications
     group by month, sensitive_column, group_value
@@ -97,11 +100,13 @@ final as (
         group_approval.approval_rate,
         group_approval.mean_default_probability,
         case
-            when group_approval.scored_rows >= {{ min_group_rows }} and reference_approval.highest_approval_rate > 0
+            when
+                group_approval.scored_rows >= {{ min_group_rows }}
+                and reference_approval.highest_approval_rate > 0
                 then group_approval.approval_rate / reference_approval.highest_approval_rate
         end as approval_rate_ratio,
         coalesce(group_performance.labeled_rows, 0) as labeled_rows,
-        group_performance.positives as defaults,
+        group_performance.positives as defaulted,
         group_performance.positives
         / cast(group_performance.labeled_rows as {{ type_double() }}) as default_rate,
         group_performance.auc

@@ -6,9 +6,12 @@
     level, missing values in a bin of their own.
 -#}
 
+{%- set bin_number_text = "cast(numeric_bins.bin_number as " ~ dbt.type_string() ~ ")" %}
+
 with
 
-application_features as (
+-- read by the monitoring_feature_value_counts macro below, which sqlfluff cannot see
+application_features as (  -- noqa: ST03
     select * from {{ ref('application_features') }}
 ),
 
@@ -63,7 +66,9 @@ champion_values as (
         ) as value_level,
         feature_values.row_count,
         case
-            when feature_values.month in (select month from reference_months) then 1 else 0
+            when feature_values.month in (select reference_months.month from reference_months)
+                then 1
+            else 0
         end as is_reference
     from feature_values
     inner join champion_features
@@ -100,7 +105,8 @@ binned_numeric_values as (
         champion_values.feature,
         champion_values.is_categorical,
         champion_values.is_reference,
-        {{ dbt.concat(["'range '", dbt.right(dbt.concat(["'00'", "cast(numeric_bins.bin_number as " ~ dbt.type_string() ~ ")"]), 2)]) }} as bin_label,
+        {{ dbt.concat(["'range '", dbt.right(dbt.concat(["'00'", bin_number_text]), 2)]) }}
+            as bin_label,
         numeric_bins.bin_number,
         numeric_bins.lower_edge,
         numeric_bins.upper_edge,
@@ -221,7 +227,9 @@ shares as (
         / cast(reference_totals.reference_total as {{ type_double() }}) as reference_share
     from month_bins
     inner join bin_definitions
-        on month_bins.feature = bin_definitions.feature and month_bins.bin_label = bin_definitions.bin_label
+        on
+            month_bins.feature = bin_definitions.feature
+            and month_bins.bin_label = bin_definitions.bin_label
     inner join month_totals
         on month_bins.month = month_totals.month and month_bins.feature = month_totals.feature
     inner join reference_totals
@@ -232,7 +240,9 @@ shares as (
             and month_bins.feature = month_counts.feature
             and month_bins.bin_label = month_counts.bin_label
     left join reference_counts
-        on month_bins.feature = reference_counts.feature and month_bins.bin_label = reference_counts.bin_label
+        on
+            month_bins.feature = reference_counts.feature
+            and month_bins.bin_label = reference_counts.bin_label
 ),
 
 final as (

@@ -33,7 +33,7 @@ feature_psi as (
         cast(sum(reference_rows) as {{ dbt.type_bigint() }}) as reference_rows,
         sum(case when bin_label = 'missing' then month_share else 0 end) as month_missing_share,
         sum(case when bin_label = 'missing' then reference_share else 0 end)
-        as reference_missing_share
+            as reference_missing_share
     from feature_bins
     group by month, model_id, feature, is_categorical
 ),
@@ -45,18 +45,22 @@ final as (
         feature_psi.feature,
         feature_psi.is_categorical,
         model_features.gain_importance,
-        model_training_months.month is not null as is_reference_month,
         feature_psi.psi,
         feature_psi.bins,
         feature_psi.month_rows,
         feature_psi.reference_rows,
         feature_psi.month_missing_share,
-        feature_psi.reference_missing_share
+        feature_psi.reference_missing_share,
+        model_training_months.month is not null as is_reference_month
     from feature_psi
     inner join model_features
-        on feature_psi.model_id = model_features.model_id and feature_psi.feature = model_features.feature
+        on
+            feature_psi.model_id = model_features.model_id
+            and feature_psi.feature = model_features.feature
     left join model_training_months
-        on feature_psi.model_id = model_training_months.model_id and feature_psi.month = model_training_months.month
+        on
+            feature_psi.model_id = model_training_months.model_id
+            and feature_psi.month = model_training_months.month
 )
 
 select * from final

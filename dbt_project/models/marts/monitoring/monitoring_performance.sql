@@ -26,7 +26,9 @@ labeled_predictions as (
         applications.target
     from predictions
     inner join applications
-        on predictions.sk_id_curr = applications.sk_id_curr and predictions.score_month = applications.month
+        on
+            predictions.sk_id_curr = applications.sk_id_curr
+            and predictions.score_month = applications.month
     where applications.target is not null
 ),
 
@@ -51,12 +53,12 @@ cumulative_rates as (
             partition by month order by default_probability desc
             rows between unbounded preceding and current row
         ) / cast(sum(positives) over (partition by month) as {{ type_double() }})
-        as true_positive_rate,
+            as true_positive_rate,
         sum(negatives) over (
             partition by month order by default_probability desc
             rows between unbounded preceding and current row
         ) / cast(sum(negatives) over (partition by month) as {{ type_double() }})
-        as false_positive_rate
+            as false_positive_rate
     from score_points
 ),
 
@@ -82,7 +84,7 @@ final as (
         month_auc.month,
         month_models.model_id,
         month_auc.labeled_rows,
-        month_auc.positives as defaults,
+        month_auc.positives as defaulted,
         month_auc.positives / cast(month_auc.labeled_rows as {{ type_double() }}) as default_rate,
         month_auc.auc,
         2 * month_auc.auc - 1 as gini,

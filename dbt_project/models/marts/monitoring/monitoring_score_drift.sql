@@ -97,11 +97,17 @@ bin_shares as (
         score_bins.month,
         score_bins.bin_number,
         coalesce(binned_month.month_rows, 0)
-        / cast(sum(binned_month.month_rows) over (partition by score_bins.month) as {{ type_double() }})
-        as month_share,
+        / cast(
+            sum(binned_month.month_rows) over (partition by score_bins.month) as {{ type_double() }}
+        )
+            as month_share,
         coalesce(binned_reference.reference_rows, 0)
-        / cast(sum(binned_reference.reference_rows) over (partition by score_bins.month) as {{ type_double() }})
-        as reference_share
+        / cast(
+            sum(binned_reference.reference_rows)
+                over (partition by score_bins.month)
+            as {{ type_double() }}
+        )
+            as reference_share
     from score_bins
     left join binned_month
         on score_bins.month = binned_month.month and score_bins.bin_number = binned_month.bin_number
@@ -127,11 +133,11 @@ final as (
         scored_months.models,
         month_pairs.reference_month,
         month_pairs.reference_model_id,
-        scored_months.model_id = month_pairs.reference_model_id as is_same_model,
         scored_months.scored_rows,
         scored_months.mean_default_probability,
         month_psi.bins,
-        month_psi.psi
+        month_psi.psi,
+        scored_months.model_id = month_pairs.reference_model_id as is_same_model
     from scored_months
     inner join month_pairs
         on scored_months.month = month_pairs.month
