@@ -72,7 +72,9 @@ def run_dbt(settings: Settings, args: list[str], project_dir: Path | None = None
         "--target-path", str(target_dir(settings)),
         "--log-path", str(log_dir(settings)),
         # Output reaches the Python logger through the callback, not dbt's own stdout printer.
+        # The file log (with every SQL statement) needs its own level, or it follows "none".
         "--log-level", "none",
+        "--log-level-file", "debug",
         "--no-use-colors",
     ]
     logger.info("running dbt %s on %s", " ".join(args), settings.warehouse)

@@ -350,6 +350,9 @@ def test_broken_model_names_model(settings: Settings, tmp_path: Path) -> None:
     assert "model broken_month_summary" in message
     assert "syntax error" in message.lower()
     assert str(settings.warehouse) in message
+    log_file = dbt_runner.log_dir(settings) / "dbt.log"
+    assert str(log_file) in message
+    assert "broken_month_summary" in log_file.read_text()
     opened = _can_open_from_other_process(settings.warehouse)
     assert opened.returncode == 0, opened.stderr
 

@@ -5,6 +5,8 @@
     (new load_id) and labels that arrived later for a stored month (same load_id, other targets,
     even at an equal default count) are both rebuilt.
     Call it only inside `if is_incremental()`, where the model ({{ this }}) exists.
+    NOTE: a month deleted upstream stays in the model until `dbt build --full-refresh`; the
+    ingest gate replaces months but never deletes one.
 #}
 {% macro months_to_rebuild(upstream) %}
     select upstream_months.month
