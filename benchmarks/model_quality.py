@@ -163,6 +163,8 @@ def creditflow_model(settings: Settings, month: str, trials: int | None = None
         "validation_month": outcome.validation_month,
         "validation_auc": outcome.validation_auc,
         "features": len(model.spec.features),
+        "feature_selection": model.metadata["feature_selection"]["method"],
+        "features_available": len(rows.columns) - 3,
         "trials": model.metadata["metrics"]["trials_completed"]
         + model.metadata["metrics"]["trials_pruned"],
         "train_seconds": round(trained_seconds, 1),

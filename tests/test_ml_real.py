@@ -55,7 +55,15 @@ def test_real_month_out_of_time(real_settings):
     assert ("2021-01",) not in months
     metadata = json.loads((real_settings.models / outcome.model_id / "metadata.json").read_text())
     assert metadata["metrics"]["training_rows"] == 2999 + 3 * 1000
-    assert len(metadata["features"]) == feature_count - 3
+    selection = service.load_params().feature_selection
+    expected = feature_count - 3
+    if selection["method"] == "top_k":
+        expected = min(expected, selection["top_k"])
+    if selection["method"] == "gain_share":
+        assert len(metadata["features"]) <= expected
+    else:
+        assert len(metadata["features"]) == expected
+    assert len(metadata["feature_selection"]["gain"]) in (0, feature_count - 3)
 
     scored = service.score_month(real_settings, "2021-01")
     logger.info("real sample 2021-01: validation AUC %.4f on 2020-12, realized AUC %.4f",
@@ -77,6 +85,7 @@ def test_model_quality_benchmark_quick(real_settings, real_files, tmp_path):
     low, high = result["difference_bootstrap_95"]
     assert low < result["difference"] < high
     assert result["creditflow"]["validation_month"] == "2020-12"
+    assert result["creditflow"]["features"] <= result["creditflow"]["features_available"]
     out = tmp_path / "model_quality.json"
     out.write_text(json.dumps(result, default=str))
     assert json.loads(out.read_text())["notebook"]["columns"] == 20
