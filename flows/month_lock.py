@@ -1,8 +1,8 @@
 """One run per month at a time: a lock file per month under ``$CREDITFLOW_HOME/runs/``.
 
-The lock file contains the holder's process id, host name, run id and start time. A lock left by a
-process on this host that no longer runs (killed, machine crash) is stale and gets replaced; a lock
-held by a live process rejects the second run with a message that names that process.
+The lock file contains the owner's process id, host name, run id and start time. A lock left by a
+process on this host that no longer runs (killed, machine crash) is stale, so the next run replaces
+it. While the owner process runs, a second run is rejected with a message that names that process.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 class MonthLockedError(CreditflowError):
-    """Another live run holds the month."""
+    """Another live run has the lock of the month."""
 
 
 def lock_path(settings: Settings, month: str) -> Path:

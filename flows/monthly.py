@@ -365,10 +365,8 @@ def score(settings: Settings, month: str) -> dict[str, Any]:
 @step_task("monitor")
 def monitor(settings: Settings, month: str) -> dict[str, Any]:
     """Rebuild the dbt monitoring models (drift, fairness, performance)."""
-    try:
-        from flows.dbt_runner import build_monitoring
-    except ImportError as error:
-        return _not_available("monitor", month, error)
+    from flows.dbt_runner import build_monitoring
+
     get_run_logger().info("%s monitor: dbt build of the monitoring models", month)
     build_monitoring(settings)
     return {}
@@ -388,20 +386,11 @@ def export(settings: Settings, month: str) -> dict[str, Any]:
 @step_task("report")
 def report(settings: Settings, month: str) -> dict[str, Any]:
     """Write the month's HTML monitoring report."""
-    try:
-        from flows.report import write_report
-    except ImportError as error:
-        return _not_available("report", month, error)
+    from flows.report import write_report
+
     path = write_report(settings, month)
     get_run_logger().info("%s report: %s", month, path)
     return {"report_path": str(path)}
-
-
-def _not_available(step: str, month: str, error: ImportError) -> dict[str, Any]:
-    # TODO: drop once the monitoring package is part of every install; until then a missing
-    # module skips the step instead of failing the month.
-    get_run_logger().warning("%s %s: skipped, its module is not available (%s)", month, step, error)
-    return {"status": SKIPPED, "reason": f"module not available: {error}"}
 
 
 STEP_TASKS: dict[str, Any] = {
@@ -433,12 +422,9 @@ def plain(value: Any) -> Any:
 # --- the summary and the notification -------------------------------------------------------
 
 def monitoring_alerts(settings: Settings, month: str) -> list[dict[str, Any]]:
-    """Return the month's monitoring alerts; an unavailable or failing source gives none."""
-    try:
-        from flows.monitoring import alerts
-    except ImportError as error:
-        logger.warning("monitoring alerts of %s not available: %s", month, error)
-        return []
+    """Return the month's monitoring alerts, or none when reading them fails (logged)."""
+    from flows.monitoring import alerts
+
     try:
         return plain(list(alerts(settings, month)))
     except Exception as error:  # noqa: BLE001 - alerts must never fail the notification

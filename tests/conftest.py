@@ -87,3 +87,14 @@ def backfilled_home(tmp_path_factory: pytest.TempPathFactory, real_files: list[P
         shutil.copy(path, settings.inbox / path.name)
     backfill(settings, REAL_MONTHS[0], REAL_MONTHS[-1], trials=FLOW_TEST_TRIALS)
     return settings.home
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory):
+    """A Prefect server process on 127.0.0.1 with its own database, for the whole session."""
+    from tests.prefect_server import PrefectServer
+
+    server = PrefectServer(tmp_path_factory.mktemp("prefect_server"))
+    server.start()
+    yield server
+    server.stop()

@@ -1,19 +1,15 @@
-"""The scheduled deployment on a real Prefect server started on 127.0.0.1 for this module.
+"""The scheduled deployment on a real Prefect server started on 127.0.0.1 (``prefect_server``).
 
-The server, the worker and ``creditflow serve`` run as child processes; the flow runs they start
+The server, the worker and ``creditflow serve`` run as child processes. The flow runs they start
 work on copies of the backfilled real sample (``backfilled_home`` in tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -23,112 +19,11 @@ import pytest
 from flows.config import REPO_ROOT
 from flows.deployment import SERVED_NAME, full_name
 from flows.warehouse import connect
+from tests.prefect_server import PrefectServer, start_process, stop_process, tail
 
 pytestmark = pytest.mark.slow
 
 TIMEZONE = "Europe/Paris"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    with log.open("w") as output:
-        # A session of its own, so stopping it also stops the processes it started.
-        return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=output,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def _tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-4000:]
-
-
-class PrefectServer:
-    """A Prefect server process and the environment of the processes that use it."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.url = f"http://127.0.0.1:{_free_port()}/api"
-        self.env = {key: value for key, value in os.environ.items()
-                    if not key.startswith(("PREFECT_", "CREDITFLOW_"))}
-        self.env.update({
-            "PREFECT_HOME": str(root / "client"),
-            "PREFECT_API_URL": self.url,
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_WORKER_QUERY_SECONDS": "1",
-            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-        })
-
-    def start(self) -> None:
-        port = self.url.split(":")[2].split("/")[0]
-        env = {key: value for key, value in self.env.items() if key != "PREFECT_API_URL"}
-        env.update({"PREFECT_HOME": str(self.root / "server"), "PREFECT_UI_ENABLED": "false"})
-        self.log = self.root / "server.log"
-        self.process = _start([sys.executable, "-m", "prefect", "server", "start",
-                               "--host", "127.0.0.1", "--port", port], env, self.log)
-        deadline = time.monotonic() + 180
-        while True:
-            if self.process.poll() is not None:
-                pytest.fail(f"Prefect server exited ({self.process.returncode}):\n"
-                            f"{_tail(self.log)}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                _stop(self.process)
-                pytest.fail(f"Prefect server not healthy after 180 s:\n{_tail(self.log)}")
-            time.sleep(1)
-
-    def client(self):
-        """Return a Prefect client of this server, for use as a context manager."""
-        from prefect import get_client
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
-        server = self
-
-        class _Client:
-            def __enter__(self):
-                self._settings = temporary_settings({PREFECT_API_URL: server.url})
-                self._settings.__enter__()
-                self._client = get_client(sync_client=True)
-                return self._client.__enter__()
-
-            def __exit__(self, *exc):
-                self._client.__exit__(*exc)
-                self._settings.__exit__(*exc)
-
-        return _Client()
-
-    def run_deployment(self, name: str, parameters: dict, timeout: float = 300):
-        """Trigger a run of deployment ``name`` and wait for its final state."""
-        from prefect.deployments import run_deployment
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
-        with temporary_settings({PREFECT_API_URL: self.url}):
-            return run_deployment(name, parameters=parameters, timeout=timeout, poll_interval=2)
-
-
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    server = PrefectServer(tmp_path_factory.mktemp("prefect_server"))
-    server.start()
-    yield server
-    _stop(server.process)
 
 
 @pytest.fixture(scope="module")
@@ -199,13 +94,13 @@ def test_deploy_next_runs_on_first_of_month(deployed):
 def test_worker_completes_triggered_run(deployed, tmp_path):
     server, home = deployed
     log = tmp_path / "worker.log"
-    worker = _start([sys.executable, "-m", "prefect", "worker", "start", "--pool", "creditflow",
-                     "--type", "process"], server.env, log)
+    worker = start_process([sys.executable, "-m", "prefect", "worker", "start",
+                            "--pool", "creditflow", "--type", "process"], server.env, log)
     try:
         flow_run = server.run_deployment(full_name(), {"month": "2021-01", "only_step": "score"})
     finally:
-        _stop(worker)
-    assert flow_run.state.is_completed(), f"{flow_run.state}\n{_tail(log)}"
+        stop_process(worker)
+    assert flow_run.state.is_completed(), f"{flow_run.state}\n{tail(log)}"
     assert _run_status(home, str(flow_run.id)) == [("run", "succeeded"), ("score", "succeeded")]
 
 
@@ -213,8 +108,8 @@ def test_serve_completes_triggered_run(prefect_server, backfilled_home, tmp_path
     home = tmp_path / "home"
     shutil.copytree(backfilled_home, home)
     log = tmp_path / "serve.log"
-    serve = _start([sys.executable, "-m", "flows.cli", "--home", str(home), "serve"],
-                   prefect_server.env, log)
+    serve = start_process([sys.executable, "-m", "flows.cli", "--home", str(home), "serve"],
+                          prefect_server.env, log)
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -227,14 +122,14 @@ def test_serve_completes_triggered_run(prefect_server, backfilled_home, tmp_path
             except ObjectNotFound:
                 if serve.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"creditflow serve did not register its deployment:\n"
-                                f"{_tail(log)}")
+                                f"{tail(log)}")
                 time.sleep(1)
         assert deployment.schedules[0].schedule.cron == "0 6 1 * *"
         flow_run = prefect_server.run_deployment(full_name(SERVED_NAME),
                                                  {"month": "2021-01", "only_step": "export"})
     finally:
-        _stop(serve)
-    assert flow_run.state.is_completed(), f"{flow_run.state}\n{_tail(log)}"
+        stop_process(serve)
+    assert flow_run.state.is_completed(), f"{flow_run.state}\n{tail(log)}"
     assert _run_status(home, str(flow_run.id)) == [("run", "succeeded"), ("export", "succeeded")]
 
 

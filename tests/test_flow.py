@@ -1,6 +1,6 @@
 """The monthly flow's framework: step selection, month lock, retries, run records, failures.
 
-These tests run the real Prefect flow (temporary local server) on empty or tiny deployments; the
+These tests run the real Prefect flow (temporary local server) on empty or tiny deployments. The
 whole flow on the real sample months is in ``test_flow_real.py``.
 """
 

@@ -1,7 +1,7 @@
 """``creditflow demo``: its refusal of a used data directory and the commands it prints.
 
-The demo's backfill is the flow that ``test_flow_real.py`` runs on the real sample; here the
-summary is read from that backfill and every command it prints is run.
+The demo's backfill is the flow that ``test_flow_real.py`` runs on the real sample. Here the
+summary is read from that backfill, and every command it prints is run.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The whole monthly flow on the real sample months, its failures, reruns and a killed run.
 
 The ``backfilled_home`` fixture (tests/conftest.py) runs the flow for history + 2020-10 to 2021-01
-once per session; each test here works on its own copy of that data directory.
+once per session. Each test that changes data works on its own copy of that data directory.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from flows.config import DBT_PROJECT_DIR, REPO_ROOT, Settings
+from flows.config import DBT_PROJECT_DIR, Settings
 from flows.month_lock import MonthLockedError, lock_path
 from flows.monthly import STEPS, RunFailedError, command_status, run_month
 from flows.warehouse import connect
 from tests.conftest import REAL_MONTHS
+from tests.prefect_server import start_process
 from tests.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.slow
@@ -248,29 +249,24 @@ def _wait_for(marker: Path, process: subprocess.Popen, log: Path, seconds: float
         time.sleep(0.5)
 
 
-def test_killed_scoring_leaves_month_whole(backfilled_home, tmp_path):
+def test_killed_scoring_leaves_month_whole(backfilled_home, prefect_server, tmp_path):
     settings = _copy_home(backfilled_home, tmp_path)
     home = settings.home
     before = _predictions(home)
     marker, log = tmp_path / "paused", tmp_path / "score.log"
-    env = {k: v for k, v in os.environ.items() if k != "CREDITFLOW_WEBHOOK_URL"}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect")
-    with log.open("w") as output:
-        # A session of its own, so the kill also ends the temporary Prefect server it starts.
-        process = subprocess.Popen(
-            [sys.executable, "-c", _PAUSE_BEFORE_COMMIT, str(home), str(marker)],
-            cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    # The child process records its run on the session's Prefect server (PREFECT_API_URL).
+    process = start_process([sys.executable, "-c", _PAUSE_BEFORE_COMMIT, str(home), str(marker)],
+                            prefect_server.env, log)
     try:
         _wait_for(marker, process, log, seconds=240)
 
-        # While that run holds the month, a second run of it is rejected.
+        # While that run has the month's lock, a second run of the month is rejected.
         with pytest.raises(MonthLockedError, match=f"process {process.pid}"):
             run_month(settings, "2021-01", only_step="score")
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+    assert process.returncode == -signal.SIGKILL
 
     # The killed transaction left the month's earlier predictions whole.
     assert _predictions(home, "2021-01") == [row for row in before if row[0] == "2021-01"]
