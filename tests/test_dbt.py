@@ -412,3 +412,20 @@ def test_changed_columns_need_full_refresh(settings: Settings, tmp_path: Path) -
     run_dbt(settings, ["build", *selection, "--full-refresh"], project_dir=project)
     columns = [row[0] for row in _query(settings, "describe applications")]
     assert columns[-1] == "review_flag"
+
+
+def test_feature_contract_rejects_type_change(settings: Settings, tmp_path: Path) -> None:
+    project = tmp_path / "dbt_project"
+    shutil.copytree(DBT_PROJECT_DIR, project,
+                    ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
+    contract = project / "models" / "marts" / "application_features.yml"
+    declared = "      - name: credit_income_ratio\n        data_type: double"
+    text = contract.read_text()
+    assert declared in text
+    contract.write_text(text.replace(declared, declared.replace("double", "integer")))
+
+    with pytest.raises(DbtError) as raised:
+        run_dbt(settings, ["build", "--select", "+application_features"], project_dir=project)
+    message = str(raised.value)
+    assert "model application_features" in message
+    assert "credit_income_ratio" in message
