@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from flows.config import REPO_ROOT
-from flows.deployment import SERVED_NAME, full_name
+from flows.deployment import SERVED_NAME, check_schedule, full_name, require_server
+from flows.errors import CreditflowError
 from flows.warehouse import connect
 from tests.prefect_server import PrefectServer, start_process, stop_process, tail
 
@@ -146,3 +147,22 @@ def test_prefect_yaml_deploys_same_schedule(prefect_server, deployed):
     assert deployment.work_pool_name == "creditflow"
     assert deployment.entrypoint == "flows/monthly.py:monthly_run"
     assert deployment.parameters == {}
+
+
+def test_invalid_cron_rejected():
+    with pytest.raises(CreditflowError, match="invalid cron schedule '0 6 32 \\* \\*'"):
+        check_schedule("0 6 32 * *", "UTC")
+
+
+def test_unknown_time_zone_rejected():
+    with pytest.raises(CreditflowError, match="unknown time zone 'Europe/Atlantis'"):
+        check_schedule("0 6 1 * *", "Europe/Atlantis")
+
+
+def test_deploy_without_server_rejected():
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        with pytest.raises(CreditflowError, match="needs a Prefect server") as caught:
+            require_server()
+    assert "creditflow serve" in str(caught.value)
