@@ -408,3 +408,23 @@ def test_api_command_serves(tmp_path: Path):
         output = process.communicate(timeout=30)[0]
     assert "creditflow token create --role admin" in output
     assert f"http://127.0.0.1:{port}/" in output
+
+
+def test_run_registry_recovers_dead_runs(settings):
+    import threading
+
+    from api.runs import RunManager
+
+    store = StateStore.for_settings(settings)
+    store.init()
+    with store.connect() as connection:
+        connection.execute(
+            "insert into api_runs (run_id, month, status, requested_by, requested_at, pid)"
+            " values ('deadbeef', '2021-01', 'running', 'alice', '2026-01-01T00:00:00+00:00',"
+            " 999999999)")
+    manager = RunManager(settings, store, threading.Lock())
+    manager.recover()
+    run = manager.get("deadbeef")
+    assert run.status == "interrupted"
+    assert "creditflow status" in run.message
+    assert manager.active_months() == set()

@@ -208,3 +208,30 @@ def test_viewer_cannot_start_run(finished_run):
     assert response.status_code == 403
     with httpx.Client(base_url=server.url) as anonymous:
         assert anonymous.get(f"/api/v1/predictions/{MONTH}.csv").status_code == 401
+
+
+def test_failed_run_names_step_and_cause(finished_run, real_files: list[Path]):
+    server, *_ = finished_run
+    lines = real_files[2].read_text(encoding="utf-8").splitlines()
+    column = lines[0].split(",").index("DAYS_BIRTH")
+    rows = []
+    for number, line in enumerate(lines[1:]):
+        cells = line.split(",")
+        if number < 2:
+            cells[column] = "yesterday"
+        rows.append(",".join(cells))
+    (server.settings.inbox / "20210301.csv").write_text("\n".join([lines[0], *rows]) + "\n",
+                                                         encoding="utf-8")
+
+    with server.client("operator") as client:
+        started = client.post("/api/v1/runs", json={"month": "2021-03"})
+        assert started.status_code == 202, started.text
+        run = wait_for_run(client, started.json()["run_id"])
+    assert run["status"] == "failed"
+    assert run["exit_code"] != 0
+    assert "gate" in run["message"]
+    steps = {step["step"]: step for step in run["steps"]}
+    assert steps["land"]["status"] == "succeeded"
+    assert steps["gate"]["status"] == "failed"
+    assert "DAYS_BIRTH" in steps["gate"]["error"]
+    assert steps["build"]["status"] == "pending"
