@@ -29,6 +29,7 @@ DERIVED = {
 def drifted_warehouse(tmp_path_factory):
     """Generated history and three months, a champion trained for 2020-12, and its marts."""
     from flows.config import load_settings
+    from ml.params import load_params
     from ml.service import train_month
 
     settings = load_settings(tmp_path_factory.mktemp("drift") / "home")
@@ -39,7 +40,9 @@ def drifted_warehouse(tmp_path_factory):
     for path in files:
         assert ingest_file(settings, path).accepted
     build_features(settings)
-    outcome = train_month(settings, DRIFT_MONTH, trials=1)
+    # Feature selection off keeps every feature in the model, so drift covers all of them.
+    all_features = load_params().with_overrides(feature_selection={"method": "off"})
+    outcome = train_month(settings, DRIFT_MONTH, trials=1, params=all_features)
     assert DRIFT_MONTH not in outcome.training_months
     build_monitoring(settings)
     return settings, outcome
