@@ -5,8 +5,8 @@ Every row is checked before anything is written: IDs must be integers that belon
 TARGET must be 0 or 1, an ID may appear once. A file with any error changes nothing. A valid
 file updates ``target`` of those applications in ``raw_applications`` in one transaction and
 adds a ``load_log`` row (outcome ``labeled``). The rows keep the load id of the file they came
-from; the incremental dbt models rebuild a month whose labeled count, default count or sum of
-defaulted IDs changed (dbt_project/macros/months_to_rebuild.sql).
+from. The incremental dbt models still rebuild the month, because its labeled count, default
+count or sum of defaulted IDs changed (dbt_project/macros/months_to_rebuild.sql).
 """
 
 from __future__ import annotations

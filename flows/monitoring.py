@@ -1,7 +1,7 @@
 """Monitoring thresholds and the alerts of a month, read from the dbt monitoring marts.
 
 The marts (``dbt_project/models/marts/monitoring``) measure: feature and score drift (PSI),
-decisions, fairness per group, realized performance. This module holds the thresholds
+decisions, fairness per group, realized performance. This module reads the thresholds
 (``flows/monitoring.yml``) and turns the measurements of a month into alerts for the run's
 notification and the report.
 """

@@ -189,6 +189,7 @@ def _score_section(data: dict[str, Any]) -> str:
         return (f'<h2>Score distribution</h2><p class="note">No predictions for {month}: score '
                 f"it first (creditflow score --month {month}).</p>")
     parts = ["<h2>Score distribution</h2>"]
+
     fig, axes = charts.figure()
     bins = np.linspace(0.0, max(0.05, float(scores["default_probability"].max())), 41)
     axes.hist(scores["default_probability"], bins=bins, density=True, alpha=0.6,
@@ -202,6 +203,7 @@ def _score_section(data: dict[str, Any]) -> str:
     axes.legend()
     parts.append(charts.image_tag(fig, f"default probability distribution of {month} "
                                        "against the reference month"))
+
     drift = data["score_drift"]
     if drift is not None and not drift.empty and pd.notna(drift["psi"].iloc[0]):
         parts.append(f"<p>Score PSI against {drift['reference_month'].iloc[0]}: "
