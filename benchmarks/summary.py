@@ -31,8 +31,6 @@ SCORING_PATHS = {
                                       "write_without_reasons"),
     "table_with_reason_codes": ("read_features", "encode", "predict", "decide", "reason_codes",
                                 "write_with_reasons"),
-    # ml.service.score_month as the flow calls it (model load included, reason codes always).
-    "score_month": ("score_month",),
 }
 
 
@@ -66,8 +64,13 @@ def summarize_runs(runs: list[dict[str, Any]], steps: tuple[str, ...],
     }
 
 
-def summarize_scoring(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pool the scoring samples of ``runs`` and turn them into applications per second."""
+def summarize_scoring(runs: list[dict[str, Any]], months: list[dict[str, Any]]
+                      ) -> dict[str, Any]:
+    """Pool the scoring samples of ``runs`` and turn them into applications per second.
+
+    ``months`` are the monthly runs of the same size: their score step is
+    ``ml.service.score_month`` as the flow calls it (model load and reason codes included).
+    """
     samples: dict[str, list[float]] = {}
     for run in runs:
         for part, seconds in run["result"]["seconds"].items():
@@ -79,6 +82,11 @@ def summarize_scoring(runs: list[dict[str, Any]]) -> dict[str, Any]:
         if all(parts.get(member, {}).get("median") for member in members):
             seconds = sum(parts[member]["median"] for member in members)
             rates[path] = {"seconds": seconds, "per_second": rows / seconds}
+    score_steps = stats([run["result"]["steps"]["score"]["seconds"] for run in months])
+    if score_steps["median"]:
+        parts["score_month"] = score_steps
+        rates["score_month"] = {"seconds": score_steps["median"],
+                                "per_second": rows / score_steps["median"]}
     return {"rows": rows, "samples": sum(len(run["result"]["seconds"].get("predict", []))
                                          for run in runs),
             "parts": parts, "rates": rates}
@@ -99,7 +107,7 @@ def summarize(runs: list[dict[str, Any]], sizes: list[int]) -> dict[str, Any]:
                                                       notebook.DATA_STEPS)
         scorings = _successful(runs, "scoring", size)
         if scorings:
-            summary["scoring"][key] = summarize_scoring(scorings)
+            summary["scoring"][key] = summarize_scoring(scorings, months)
     return summary
 
 

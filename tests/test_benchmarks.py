@@ -78,6 +78,8 @@ def test_quick_run_summary_and_chart(quick_results: tuple[dict, Path]) -> None:
     assert scoring["rows"] == QUICK_ROWS
     assert scoring["samples"] == 3
     assert scoring["rates"]["table_with_reason_codes"]["per_second"] > 0
+    assert scoring["rates"]["score_month"]["per_second"] > 0
+    assert len(scoring["parts"]["reason_codes"]["values"]) == 1
 
     names = [target["name"] for target in results["targets"]]
     assert names == ["data_steps_speedup", "history_growth", "scoring_probabilities_decisions",
@@ -110,7 +112,7 @@ def _notebook(size: int, read: float) -> dict:
 
 def _scoring(size: int, rows: int, seconds: float) -> dict:
     parts = ("read_features", "encode", "predict", "decide", "reason_codes",
-             "write_without_reasons", "write_with_reasons", "score_month")
+             "write_without_reasons", "write_with_reasons")
     return {"kind": "scoring", "size": size, "repetition": 1, "ok": True,
             "result": {"rows": rows, "seconds": {part: [seconds] for part in parts}}}
 
