@@ -178,9 +178,14 @@ def _check_months(connection: duckdb.DuckDBPyConnection, labels: pd.DataFrame, m
                            elsewhere["stored_month"].value_counts().sort_index().items())
         listed = [f"line {r.line}: {r.sk_id_curr} is in {r.stored_month}"
                   for r in elsewhere.itertuples()]
+        other_months = elsewhere["stored_month"].unique()
+        if len(elsewhere) == len(found) and len(other_months) == 1:
+            hint = (f"every ID belongs to {other_months[0]}: if these are its labels, run "
+                    f"with --month {other_months[0]}")
+        else:
+            hint = "is this the labels file of another month?"
         errors.append(f"{len(elsewhere)} {ID_COLUMN} value(s) belong to other months, not "
-                      f"{month} [{months}]: {_examples(listed)}; is this the labels file of "
-                      "another month?")
+                      f"{month} [{months}]: {_examples(listed)}; {hint}")
     if errors:
         raise LabelsError(_failure(path, errors, month))
     return found

@@ -308,7 +308,13 @@ def alerts(settings: Settings, month: str) -> list[dict]:
     fairness, performance), ``month``, ``subject`` (feature, group or metric), ``value``,
     ``threshold``, ``model_id`` and a readable ``message``.
     """
-    month = parse_month(month)
+    try:
+        month = parse_month(month)
+    except ValueError as error:
+        raise CreditflowError(str(error)) from error
+    if not settings.warehouse.exists():
+        raise CreditflowError(f"warehouse {settings.warehouse} does not exist: ingest, score and "
+                              "monitor a month first, or check CREDITFLOW_HOME")
     config = load_config()
     with connect(settings.warehouse, read_only=True) as connection:
         found = alerts_from_connection(connection, month, config)

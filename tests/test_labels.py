@@ -144,7 +144,10 @@ def test_labels_wrong_month_rejected(home, tmp_path):
     message = _rejected(home, path, "2020-10")
     assert "4 SK_ID_CURR value(s) belong to other months, not 2020-10 [2020-11 (4)]" in message
     assert f"line 2: {november[0]} is in 2020-11" in message
-    assert "labels file of another month" in message
+    assert "every ID belongs to 2020-11" in message
+    assert "run with --month 2020-11" in message
+    mixed = _write(tmp_path / "mixed.csv", [(november[0], 0), (_month_ids(home, "2020-10")[0], 1)])
+    assert "labels file of another month" in _rejected(home, mixed, "2020-10")
 
 
 def test_labels_id_not_integer_rejected(home, tmp_path):
