@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,7 +70,7 @@ MODES = {
     "quick": Config("quick", sizes=(1, 2, 3), rows=2_000, repetitions=3, trials=2, max_rounds=50,
                     scoring_repetitions=3, seed=20201),
     "full": Config("full", sizes=(1, 5, 10), rows=HOME_CREDIT_ROWS, repetitions=3, trials=2,
-                   max_rounds=100, scoring_repetitions=3, seed=20201),
+                   max_rounds=50, scoring_repetitions=3, seed=20201),
 }
 
 
@@ -100,6 +101,8 @@ def run_child(task: dict[str, Any], label: str, work: Path) -> dict[str, Any]:
                               "returncode": process.returncode,
                               # Lowered by the child's per-step peak resets: see measure.py.
                               "rusage_maxrss_bytes": usage.ru_maxrss * 1024,
+                              # Shows whether other work shared the machine meanwhile.
+                              "load_average_after": list(os.getloadavg()),
                               "ok": process.returncode == 0 and result_path.exists()}
     if record["ok"]:
         record["result"] = json.loads(result_path.read_text())
@@ -212,39 +215,37 @@ def history_gate_seconds(results: dict[str, Any]) -> list[float]:
 # --- measurements ---------------------------------------------------------------------------
 
 def measure_size(config: Config, size: int, repetition: int, files: list[tuple[str, Path]],
-                 snapshot: Path, work: Path) -> list[dict[str, Any]]:
+                 snapshot: Path, work: Path, keep: Callable[[dict[str, Any]], None]) -> None:
     """Measure creditflow's month and the notebook for one size, once each.
 
     The parts of scoring are timed at the largest size only: the scored month has the same
-    rows at every size, and timing reason codes on a full month takes minutes.
+    rows at every size, and timing reason codes on a full month takes minutes. Each
+    measurement goes to ``keep`` as soon as it ends.
     """
     month, path = files[size]
     common = {"trials": config.trials, "max_rounds": config.max_rounds}
-    records = []
+    facts = {"size": size, "repetition": repetition}
 
     home = deployment_home(work)
     shutil.rmtree(home, ignore_errors=True)
     shutil.copytree(snapshot, home)
     try:
-        label = f"month-{size}-r{repetition}"
-        records.append(run_child({"kind": "month", "home": str(home), "path": str(path),
-                                  "month": month, **common}, label, work)
-                       | {"kind": "month", "size": size, "repetition": repetition})
-        if records[-1]["ok"] and size == max(config.sizes):
-            label = f"scoring-{size}-r{repetition}"
-            records.append(run_child({"kind": "scoring", "home": str(home), "month": month,
-                                      "repetitions": config.scoring_repetitions, **common},
-                                     label, work)
-                           | {"kind": "scoring", "size": size, "repetition": repetition})
+        task = {"kind": "month", "home": str(home), "path": str(path), "month": month,
+                **common}
+        record = run_child(task, f"month-{size}-r{repetition}", work) | facts
+        keep(record | {"kind": "month"})
+        if record["ok"] and size == max(config.sizes):
+            task = {"kind": "scoring", "home": str(home), "month": month,
+                    "repetitions": config.scoring_repetitions, **common}
+            record = run_child(task, f"scoring-{size}-r{repetition}", work) | facts
+            keep(record | {"kind": "scoring"})
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
-    label = f"notebook-{size}-r{repetition}"
     task = {"kind": "notebook", "files": [str(p) for _, p in files[:size + 1]],
             "out_csv": str(work / "notebook-predictions.csv"), **common}
-    records.append(run_child(task, label, work)
-                   | {"kind": "notebook", "size": size, "repetition": repetition})
-    return records
+    record = run_child(task, f"notebook-{size}-r{repetition}", work) | facts
+    keep(record | {"kind": "notebook"})
 
 
 def _expected_seconds(runs: list[dict[str, Any]], size: int) -> float | None:
@@ -286,6 +287,14 @@ def run(config: Config, work: Path, out: Path, chart: Path | None, stop_at: str 
         results["targets"] = check_targets(results["summary"], sizes,
                                            history_gate_seconds(results))
         write_json(out, results)
+        if chart is not None and results["runs"]:
+            from benchmarks.chart import draw_chart
+
+            draw_chart(results, chart)
+
+    def keep(record: dict[str, Any]) -> None:
+        results["runs"].append(record)
+        save()
 
     data = generate_data(config, work / "files")
     results["generation"] = data
@@ -303,13 +312,7 @@ def run(config: Config, work: Path, out: Path, chart: Path | None, stop_at: str 
                 results["skipped"].append({"size": size, "repetition": repetition,
                                            "reason": f"would end after --stop-at {stop_at}"})
                 continue
-            results["runs"].extend(measure_size(config, size, repetition, files,
-                                                snapshots[size], work))
-            save()
-            if chart is not None:
-                from benchmarks.chart import draw_chart
-
-                draw_chart(results, chart)
+            measure_size(config, size, repetition, files, snapshots[size], work, keep)
 
     results["finished"] = True
     save()
