@@ -230,3 +230,48 @@ def test_alerts_flag_low_approval_ratio(synthetic):
     found = [a for a in alerts(settings, "2021-01") if a["check"] == "fairness"]
     assert {a["subject"] for a in found} == {f"code_gender={g}" for g in fairness["group_value"]}
     assert "code_gender=M" in {a["subject"] for a in found}
+
+
+def test_fairness_covers_configured_columns(tmp_path_factory, tmp_path):
+    import json
+    import shutil
+
+    from flows.dbt_runner import run_dbt
+    from flows.monitoring import MonitoringConfig
+
+    home = tmp_path / "home"
+    shutil.copytree(synthetic_home(tmp_path_factory), home)
+    settings = load_settings(home)
+    config = MonitoringConfig(sensitive_columns=("code_gender", "name_income_type"))
+    run_dbt(settings, ["build", "--select", "monitoring_fairness",
+                       "--vars", json.dumps(config.dbt_vars())])
+    fairness = _table(settings, "select * from monitoring_fairness where month = '2021-01'")
+    assert set(fairness["sensitive_column"]) == {"code_gender", "name_income_type"}
+    income = fairness[fairness["sensitive_column"] == "name_income_type"]
+    assert set(income["group_value"]) == {"Working", "Pensioner", "State servant",
+                                          "Commercial associate"}
+    assert income["scored_rows"].sum() == 3000
+
+
+def test_config_file_defaults():
+    config = load_config()
+    assert config.feature_psi_warn == 0.1
+    assert config.feature_psi_alert == 0.25
+    assert config.approval_rate_ratio_alert == 0.8
+    assert config.auc_drop_alert == 0.05
+    assert config.sensitive_columns == ("code_gender",)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("feature_drift: {psi_warn: high}", "invalid feature_drift.psi_warn"),
+    ("fairness: {sensitive_columns: code_gender}", "invalid fairness.sensitive_columns"),
+    ("psi: {bins: 1}", "invalid psi.bins"),
+    ("feature_drift: [", "cannot read monitoring configuration"),
+])
+def test_config_errors_name_entry(tmp_path, text, message):
+    from flows.errors import CreditflowError
+
+    path = tmp_path / "monitoring.yml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(CreditflowError, match=message):
+        load_config(path)
