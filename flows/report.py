@@ -160,7 +160,7 @@ def _model_section(data: dict[str, Any]) -> str:
         ("validation AUC", registry_validation_auc(model.get("metrics"))),
         ("artifact", model["artifact_path"]),
     ]
-    parts = ["<h2>Model card</h2>", charts.table(["", ""], card)]
+    parts = ["<h2>Model card</h2>", charts.table(["field", "value"], card)]
     if params:
         parts.append("<h3>Parameters</h3>")
         parts.append(charts.table(["parameter", "value"],
