@@ -70,7 +70,7 @@ MODES = {
     "quick": Config("quick", sizes=(1, 2, 3), rows=2_000, repetitions=3, trials=2, max_rounds=50,
                     scoring_repetitions=3, seed=20201),
     "full": Config("full", sizes=(1, 5, 10), rows=HOME_CREDIT_ROWS, repetitions=3, trials=2,
-                   max_rounds=50, scoring_repetitions=3, seed=20201),
+                   max_rounds=30, scoring_repetitions=3, seed=20201),
 }
 
 

@@ -107,15 +107,15 @@ def _predictions(frame: pd.DataFrame, month: str, model_id: str, probability: np
     })
 
 
-def measure_scoring(home: Path, month: str, params: ModelParams, repetitions: int = 3
-                    ) -> dict[str, Any]:
+def measure_scoring(home: Path, month: str, params: ModelParams, repetitions: int = 3,
+                    reason_rows: int = 50_000) -> dict[str, Any]:
     """Time the parts of scoring ``month`` with the champion.
 
     ``ml.service.score_month`` always computes reason codes, so the path without them is
     assembled here from the same functions it calls: ``to_matrix``, ``Booster.predict``,
     ``ml.policy.decide`` and ``ml.store.write_predictions``. Those parts run ``repetitions``
-    times. Reason codes and the write with them run once, because on a full month they take
-    minutes; ``score_month`` itself is the monthly run's score step.
+    times. Reason codes run once, on the first ``reason_rows`` rows, because on a full month
+    they take minutes. The whole path with reason codes is the monthly run's score step.
     """
     settings = load_settings(home)
     record = store.champion_record(settings)
@@ -143,11 +143,8 @@ def measure_scoring(home: Path, month: str, params: ModelParams, repetitions: in
         timed("write_without_reasons", lambda plain=plain: store.write_predictions(
             settings, month, plain))
         if repetition == 0:
-            reasons = timed("reason_codes", lambda matrix=matrix: reason_codes(
-                model.booster, matrix, params.reason_names, params.reason_top_n))
-            explained = _predictions(frame, month, model.model_id, probability, decisions,
-                                     reasons)
-            timed("write_with_reasons", lambda explained=explained: store.write_predictions(
-                settings, month, explained))
-    return {"rows": rows, "model_id": model.model_id, "features": len(model.spec.features),
-            "trees": model.booster.num_trees(), "seconds": samples}
+            timed("reason_codes", lambda matrix=matrix: reason_codes(
+                model.booster, matrix[:reason_rows], params.reason_names, params.reason_top_n))
+    return {"rows": rows, "reason_rows": min(rows, reason_rows), "model_id": model.model_id,
+            "features": len(model.spec.features), "trees": model.booster.num_trees(),
+            "seconds": samples}

@@ -62,8 +62,8 @@ def scoring_table(by_size: dict[str, Any]) -> list[str]:
     for key in sorted(by_size, key=int):
         size = by_size[key]
         for path, rate in size["rates"].items():
-            rows.append([key, f"{size['rows']:,}", path, f"{rate['seconds']:.2f}",
-                         f"{rate['per_second']:,.0f}"])
+            rows.append([key, f"{rate.get('rows', size['rows']):,}", path,
+                         f"{rate['seconds']:.2f}", f"{rate['per_second']:,.0f}"])
     return _table(header, rows)
 
 

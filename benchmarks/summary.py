@@ -25,12 +25,9 @@ GATE_SECONDS = 10.0
 SCORING_PATHS = {
     # Encoded matrix in memory to probabilities and decisions.
     "pure_probabilities_decisions": ("predict", "decide"),
-    "pure_with_reason_codes": ("predict", "decide", "reason_codes"),
     # From the feature table to rows in the predictions table.
     "table_probabilities_decisions": ("read_features", "encode", "predict", "decide",
                                       "write_without_reasons"),
-    "table_with_reason_codes": ("read_features", "encode", "predict", "decide", "reason_codes",
-                                "write_with_reasons"),
 }
 
 
@@ -69,7 +66,9 @@ def summarize_scoring(runs: list[dict[str, Any]], months: list[dict[str, Any]]
     """Pool the scoring samples of ``runs`` and turn them into applications per second.
 
     ``months`` are the monthly runs of the same size: their score step is
-    ``ml.service.score_month`` as the flow calls it (model load and reason codes included).
+    ``ml.service.score_month`` as the flow calls it, from the feature table to the predictions
+    table with reason codes (model load included). Reason codes alone were timed on a slice of
+    ``reason_rows`` rows.
     """
     samples: dict[str, list[float]] = {}
     for run in runs:
@@ -82,6 +81,11 @@ def summarize_scoring(runs: list[dict[str, Any]], months: list[dict[str, Any]]
         if all(parts.get(member, {}).get("median") for member in members):
             seconds = sum(parts[member]["median"] for member in members)
             rates[path] = {"seconds": seconds, "per_second": rows / seconds}
+    reason_rows = runs[0]["result"].get("reason_rows", rows) if runs else 0
+    if parts.get("reason_codes", {}).get("median"):
+        seconds = parts["reason_codes"]["median"]
+        rates["reason_codes_only"] = {"seconds": seconds, "per_second": reason_rows / seconds,
+                                      "rows": reason_rows}
     score_steps = stats([run["result"]["steps"]["score"]["seconds"] for run in months])
     if score_steps["median"]:
         parts["score_month"] = score_steps
@@ -155,15 +159,15 @@ def check_targets(summary: dict[str, Any], sizes: list[int],
 
     rates = (summary["scoring"].get(str(largest)) or {}).get("rates", {})
     plain = rates.get("table_probabilities_decisions", {}).get("per_second")
-    explained = rates.get("table_with_reason_codes", {}).get("per_second")
+    explained = rates.get("score_month", {}).get("per_second")
     targets.append(_target(
         "scoring_probabilities_decisions", f"at least {SCORING_PLAIN_PER_SECOND:,} applications/s "
         "scored into the table (probabilities and decisions)", plain, SCORING_PLAIN_PER_SECOND,
         True, "applications/s", f"{largest} months of history"))
     targets.append(_target(
         "scoring_reason_codes", f"at least {SCORING_REASONS_PER_SECOND:,} applications/s scored "
-        "into the table with reason codes", explained, SCORING_REASONS_PER_SECOND, True,
-        "applications/s", f"{largest} months of history"))
+        "into the table with reason codes (the run's score step)", explained,
+        SCORING_REASONS_PER_SECOND, True, "applications/s", f"{largest} months of history"))
 
     peak = _median(summary, "creditflow", largest, "peak_rss_bytes", "max")
     targets.append(_target(
