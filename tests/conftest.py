@@ -26,6 +26,9 @@ REAL_MONTHS = ["2020-10", "2020-11", "2020-12", "2021-01"]
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect reads its settings when first imported, possibly before flows.monthly sets this. Its
+# temporary server took 22 s to start on a busy 2-core machine, past Prefect's 20 s default.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 
 

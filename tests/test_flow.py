@@ -27,6 +27,7 @@ from flows.monthly import (
     resolve_month,
     run_month,
     select_steps,
+    step_task,
 )
 from flows.warehouse import WarehouseLockedError, connect
 from tests.webhook import WebhookReceiver
@@ -114,6 +115,44 @@ def test_transient_wrapped_lock():
 def test_bad_data_not_transient():
     assert not is_transient(CreditflowError("column AMT_CREDIT: value -5 is negative"))
     assert not is_transient(ValueError("x"))
+
+
+def test_step_retried_on_locked_warehouse():
+    from prefect import flow
+
+    calls = []
+
+    @step_task("probe")
+    def probe(settings, month):
+        calls.append(month)
+        if len(calls) == 1:
+            raise WarehouseLockedError("warehouse x is locked by another process")
+        return {"attempts": len(calls)}
+
+    @flow
+    def one_step():
+        return probe(None, "2021-01")
+
+    assert one_step() == {"attempts": 2}
+
+
+def test_step_not_retried_on_bad_data():
+    from prefect import flow
+
+    calls = []
+
+    @step_task("probe")
+    def probe(settings, month):
+        calls.append(month)
+        raise CreditflowError("column AMT_CREDIT: value -5 is negative")
+
+    @flow
+    def one_step():
+        return probe(None, "2021-01")
+
+    with pytest.raises(CreditflowError, match="AMT_CREDIT"):
+        one_step()
+    assert calls == ["2021-01"]
 
 
 # --- month lock ------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from flows.cli import main
 from flows.config import DBT_PROJECT_DIR, Settings
 from flows.month_lock import MonthLockedError, lock_path
 from flows.monthly import STEPS, RunFailedError, command_status, run_month
@@ -113,6 +114,22 @@ def test_status_lists_backfill(backfilled_home, tmp_path, capsys):
     assert "promoted" in output or "champion kept" in output
     assert "1000 rows, model" in output
     assert "predictions_2021-01.csv" in output
+
+
+def test_cli_run_one_step(backfilled_home, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("CREDITFLOW_WEBHOOK_URL", raising=False)
+    settings = _copy_home(backfilled_home, tmp_path)
+    code = main(["--home", str(settings.home), "run", "--month", "2021-01", "--only", "export"])
+    assert code == 0
+    output = capsys.readouterr().out
+    assert output.startswith("creditflow 2021-01 succeeded, 1,000 applications scored")
+    assert f"predictions CSV: {settings.exports / 'predictions_2021-01.csv'}" in output
+
+
+def test_cli_backfill_invalid_range(settings, capsys):
+    code = main(["--home", str(settings.home), "backfill", "--from", "2021-01", "--to", "2020-10"])
+    assert code == 2
+    assert "empty month range 2021-01 to 2020-10" in capsys.readouterr().err
 
 
 # --- a failure in the middle, the fix and the rerun ------------------------------------------
