@@ -505,6 +505,10 @@ def monthly_run(
         only_step: run this step alone.
         reuse_model: score with the current champion instead of training a challenger.
         trials: Optuna trials of the training step (default from ``ml/params.yml``).
+
+    Returns the run's summary, which is also the success notification. When a step fails, the
+    run posts a failure notification, even without the notify step, and raises
+    :class:`RunFailedError`.
     """
     settings = _SETTINGS.get() or load_settings()
     settings.ensure_dirs()
