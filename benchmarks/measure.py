@@ -21,7 +21,9 @@ import re
 import resource
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
@@ -31,6 +33,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 GIB = 1024**3
+REPO_ROOT = Path(__file__).resolve().parent.parent
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 # Packages whose versions decide the numbers; recorded with every result file.
@@ -71,12 +74,85 @@ def current_rss_bytes() -> int | None:
     return None if value is None else value * 1024
 
 
-class StepTimer:
-    """Records the wall-clock seconds and the peak RSS of named steps run one after another."""
+def _describe(frame: Any) -> str:
+    path = Path(frame.f_code.co_filename)
+    parts = path.parts
+    if "site-packages" in parts:
+        where = "/".join(parts[parts.index("site-packages") + 1:])
+    elif path.is_relative_to(REPO_ROOT):
+        where = str(path.relative_to(REPO_ROOT))
+    else:
+        where = path.name
+    return f"{where}:{frame.f_code.co_name}"
 
-    def __init__(self) -> None:
+
+def _is_project(frame: Any) -> bool:
+    path = Path(frame.f_code.co_filename)
+    return path.is_relative_to(REPO_ROOT) and ".venv" not in path.parts and \
+        path.parts[len(REPO_ROOT.parts)] in ("flows", "ml", "api", "benchmarks")
+
+
+class StackSampler:
+    """Samples the main thread's Python stack at a fixed interval, in a background thread.
+
+    Each sample counts the innermost frame and the innermost frame of this repository's code
+    (``flows``, ``ml``, ``api``, ``benchmarks``), so counts times the interval estimate where a
+    step spends its time.
+    The sampler needs the GIL: while the main thread runs C code that holds it, samples wait,
+    so shares are estimates. Work in other threads (dbt's node threads) shows as the main
+    thread's wait.
+    """
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.step: str | None = None
+        self.innermost: dict[str, Counter] = {}
+        self.project: dict[str, Counter] = {}
+        self._main = threading.main_thread().ident
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stack-sampler", daemon=True)
+
+    def start(self) -> StackSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            step = self.step
+            frame = sys._current_frames().get(self._main)
+            if step is None or frame is None:
+                continue
+            self.innermost.setdefault(step, Counter())[_describe(frame)] += 1
+            while frame is not None and not _is_project(frame):
+                frame = frame.f_back
+            owner = _describe(frame) if frame is not None else "(outside the project)"
+            self.project.setdefault(step, Counter())[owner] += 1
+
+    def profile(self, top: int = 12) -> dict[str, Any]:
+        """Return per step the most sampled frames, as estimated seconds."""
+        def seconds(counts: Counter) -> list[list[Any]]:
+            return [[name, round(count * self.interval, 2)]
+                    for name, count in counts.most_common(top)]
+
+        return {step: {"project_frames": seconds(self.project.get(step, Counter())),
+                       "innermost_frames": seconds(counts)}
+                for step, counts in self.innermost.items()}
+
+
+class StepTimer:
+    """Records the wall-clock seconds and the peak RSS of named steps run one after another.
+
+    With a ``sampler``, the result also gives each step's most sampled frames.
+    """
+
+    def __init__(self, sampler: StackSampler | None = None) -> None:
         self.steps: dict[str, dict[str, Any]] = {}
         self.peak_resets = True
+        self.sampler = sampler
         # Peak before the first step (imports, settings), lost at the first reset.
         self.max_peak = peak_rss_bytes()
 
@@ -85,11 +161,15 @@ class StepTimer:
         """Time the block as step ``name``; the yielded dict takes extra facts about the step."""
         self.peak_resets = reset_peak_rss() and self.peak_resets
         record: dict[str, Any] = {"rss_before_bytes": current_rss_bytes()}
+        if self.sampler is not None:
+            self.sampler.step = name
         started = time.perf_counter()
         try:
             yield record
         finally:
             record["seconds"] = time.perf_counter() - started
+            if self.sampler is not None:
+                self.sampler.step = None
             record["peak_rss_bytes"] = peak_rss_bytes()
             self.steps[name] = record
             self.max_peak = max(self.max_peak, record["peak_rss_bytes"])
@@ -98,8 +178,11 @@ class StepTimer:
 
     def result(self) -> dict[str, Any]:
         """Return the steps and the process's peak RSS over all of them."""
-        return {"steps": self.steps, "per_step_peak": self.peak_resets,
-                "peak_rss_bytes": self.max_peak}
+        result = {"steps": self.steps, "per_step_peak": self.peak_resets,
+                  "peak_rss_bytes": self.max_peak}
+        if self.sampler is not None:
+            result["profile"] = self.sampler.profile()
+        return result
 
 
 def cpu_model() -> str:

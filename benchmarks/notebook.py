@@ -24,7 +24,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from benchmarks.measure import StepTimer
+from benchmarks.measure import StackSampler, StepTimer
 from ml.params import ModelParams
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,8 @@ def run_notebook(files: list[Path], out_csv: Path, params: ModelParams) -> dict[
         "num_threads": int(params.lightgbm["num_threads"]), "bagging_freq": 1,
         "max_bin": int(params.lightgbm["max_bin"]),
     }
-    timer = StepTimer()
+    sampler = StackSampler().start()
+    timer = StepTimer(sampler)
     started = time.perf_counter()
 
     with timer.step("read_csv"):
@@ -121,6 +122,8 @@ def run_notebook(files: list[Path], out_csv: Path, params: ModelParams) -> dict[
         if scored["TARGET"].isin([0, 1]).all() and scored["TARGET"].nunique() == 2:
             record["auc"] = float(roc_auc_score(scored["TARGET"], probability))
 
+    whole = time.perf_counter() - started
+    sampler.stop()
     result = timer.result()
-    result["whole_seconds"] = time.perf_counter() - started
+    result["whole_seconds"] = whole
     return result

@@ -8,6 +8,7 @@ of each step.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -16,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.measure import StepTimer
-from flows.config import load_settings
-from flows.dbt_runner import build_features, build_monitoring
+from benchmarks.measure import StackSampler, StepTimer
+from flows.config import Settings, load_settings
+from flows.dbt_runner import build_features, build_monitoring, target_dir
 from flows.errors import CreditflowError
 from flows.ingest import ingest_file
 from ml import service, store
@@ -65,20 +66,43 @@ def load_history(home: Path, files: list[dict[str, str]]) -> dict[str, Any]:
     for number, item in enumerate(files):
         with timer.step(f"ingest_gate_{number}") as record:
             _ingest(settings, Path(item["path"]), item["month"], record)
-    with timer.step("dbt_build"):
+    with timer.step("dbt_build") as record:
         build_features(settings)
+        record["dbt"] = dbt_node_times(settings)
     return timer.result()
 
 
+def dbt_node_times(settings: Settings, top: int = 10) -> dict[str, Any]:
+    """Return the slowest nodes of the last dbt command, from dbt's ``run_results.json``."""
+    path = target_dir(settings) / "run_results.json"
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        logger.warning("dbt node times not available from %s: %s", path, error)
+        return {}
+    nodes = sorted(((item["unique_id"], item["execution_time"]) for item in results["results"]),
+                   key=lambda node: -node[1])
+    return {"elapsed_seconds": results.get("elapsed_time"), "nodes": len(nodes),
+            "node_seconds_total": sum(seconds for _, seconds in nodes),
+            # Test names repeat every accepted value; their start names the test well enough.
+            "slowest": [[name[:100], round(seconds, 2)] for name, seconds in nodes[:top]]}
+
+
 def run_month(home: Path, path: Path, month: str, params: ModelParams) -> dict[str, Any]:
-    """Run the five steps of one month on the deployment at ``home`` and time each."""
+    """Run the five steps of one month on the deployment at ``home`` and time each.
+
+    A stack sampler records where each step spends its time, and dbt's own node times are
+    kept for the two dbt steps.
+    """
     settings = load_settings(home)
-    timer = StepTimer()
+    sampler = StackSampler().start()
+    timer = StepTimer(sampler)
     started = time.perf_counter()
     with timer.step("ingest_gate") as record:
         _ingest(settings, path, month, record)
-    with timer.step("dbt_build"):
+    with timer.step("dbt_build") as record:
         build_features(settings)
+        record["dbt"] = dbt_node_times(settings)
     with timer.step("train") as record:
         trained = service.train_month(settings, month, params=params)
         record.update(model_id=trained.model_id, validation_auc=trained.validation_auc,
@@ -87,10 +111,13 @@ def run_month(home: Path, path: Path, month: str, params: ModelParams) -> dict[s
     with timer.step("score") as record:
         scored = service.score_month(settings, month, params=params)
         record.update(rows=scored.rows, auc=scored.auc, decisions=scored.decision_counts)
-    with timer.step("monitoring"):
+    with timer.step("monitoring") as record:
         build_monitoring(settings)
+        record["dbt"] = dbt_node_times(settings)
+    whole = time.perf_counter() - started
+    sampler.stop()
     result = timer.result()
-    result["whole_seconds"] = time.perf_counter() - started
+    result["whole_seconds"] = whole
     return result
 
 
