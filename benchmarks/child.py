@@ -38,7 +38,8 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
         return pipeline.load_history(Path(task["home"]), task["files"])
     params = pipeline.benchmark_params(task["trials"], task["max_rounds"])
     if kind == "month":
-        return pipeline.run_month(Path(task["home"]), Path(task["path"]), task["month"], params)
+        return pipeline.run_month(Path(task["home"]), Path(task["path"]), task["month"], params,
+                                  data_only=task.get("data_only", False))
     if kind == "scoring":
         return pipeline.measure_scoring(Path(task["home"]), task["month"], params,
                                         task.get("repetitions", 3))

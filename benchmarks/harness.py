@@ -60,6 +60,8 @@ class Config:
     sizes: tuple[int, ...]
     rows: int
     repetitions: int
+    # Extra runs of the data steps alone, after the complete repetitions.
+    data_repetitions: int
     trials: int
     max_rounds: int
     scoring_repetitions: int
@@ -67,10 +69,11 @@ class Config:
 
 
 MODES = {
-    "quick": Config("quick", sizes=(1, 2, 3), rows=2_000, repetitions=3, trials=2, max_rounds=50,
-                    scoring_repetitions=3, seed=20201),
-    "full": Config("full", sizes=(1, 5, 10), rows=HOME_CREDIT_ROWS, repetitions=3, trials=2,
-                   max_rounds=30, scoring_repetitions=3, seed=20201),
+    "quick": Config("quick", sizes=(1, 2, 3), rows=2_000, repetitions=3, data_repetitions=1,
+                    trials=2, max_rounds=50, scoring_repetitions=3, seed=20201),
+    "full": Config("full", sizes=(1, 5, 10), rows=HOME_CREDIT_ROWS, repetitions=3,
+                   data_repetitions=4, trials=2, max_rounds=30, scoring_repetitions=3,
+                   seed=20201),
 }
 
 
@@ -248,8 +251,27 @@ def measure_size(config: Config, size: int, repetition: int, files: list[tuple[s
     keep(record | {"kind": "notebook"})
 
 
+def measure_data_steps(config: Config, size: int, repetition: int,
+                       files: list[tuple[str, Path]], snapshot: Path, work: Path,
+                       keep: Callable[[dict[str, Any]], None]) -> None:
+    """Measure creditflow's data steps alone for one size, once."""
+    month, path = files[size]
+    home = deployment_home(work)
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.copytree(snapshot, home)
+    try:
+        task = {"kind": "month", "home": str(home), "path": str(path), "month": month,
+                "data_only": True, "trials": config.trials, "max_rounds": config.max_rounds}
+        record = run_child(task, f"data-{size}-r{repetition}", work)
+        keep(record | {"kind": "month", "size": size, "repetition": repetition,
+                       "data_only": True})
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def _expected_seconds(runs: list[dict[str, Any]], size: int) -> float | None:
-    same = [run["wall_seconds"] for run in runs if run["size"] == size]
+    same = [run["wall_seconds"] for run in runs
+            if run["size"] == size and not run.get("data_only")]
     return sum(same) / max(1, len({run["repetition"] for run in runs if run["size"] == size})) \
         if same else None
 
@@ -314,6 +336,20 @@ def run(config: Config, work: Path, out: Path, chart: Path | None, stop_at: str 
                 continue
             measure_size(config, size, repetition, files, snapshots[size], work, keep)
 
+    for repetition in range(1, config.data_repetitions + 1):
+        for size in sorted(sizes, reverse=True):
+            earlier = [run["wall_seconds"] for run in results["runs"]
+                       if run["size"] == size and run.get("data_only")]
+            # Before the first data-only run of a size, assume five minutes.
+            expected = max(earlier) if earlier else 300.0
+            if deadline and time.time() + expected > deadline.timestamp():
+                logger.warning("data steps of size %d, repetition %d skipped: they would end "
+                               "after %s UTC", size, repetition, stop_at)
+                results["skipped"].append({"size": size, "data_repetition": repetition,
+                                           "reason": f"would end after --stop-at {stop_at}"})
+                continue
+            measure_data_steps(config, size, repetition, files, snapshots[size], work, keep)
+
     results["finished"] = True
     save()
     return results
@@ -340,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="months of history before the scored month, e.g. 1,5,10")
     parser.add_argument("--rows", type=int, help="applications per file")
     parser.add_argument("--repetitions", type=int, help="repetitions of every measurement")
+    parser.add_argument("--data-repetitions", type=int,
+                        help="extra runs of creditflow's data steps alone, per size")
     parser.add_argument("--trials", type=int, help="Optuna trials of both trainings")
     parser.add_argument("--max-rounds", type=int,
                         help="boosting rounds per trial and refit, at most, in both pipelines")
@@ -364,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     preset = MODES[args.mode]
     overrides = {name: value for name, value in (
         ("sizes", args.sizes), ("rows", args.rows), ("repetitions", args.repetitions),
+        ("data_repetitions", args.data_repetitions),
         ("trials", args.trials), ("max_rounds", args.max_rounds)) if value is not None}
     config = Config(**{**asdict(preset), **overrides})
     out = args.out or RESULTS_DIR / f"scale_{config.mode}.json"

@@ -88,11 +88,13 @@ def dbt_node_times(settings: Settings, top: int = 10) -> dict[str, Any]:
             "slowest": [[name[:100], round(seconds, 2)] for name, seconds in nodes[:top]]}
 
 
-def run_month(home: Path, path: Path, month: str, params: ModelParams) -> dict[str, Any]:
+def run_month(home: Path, path: Path, month: str, params: ModelParams,
+              data_only: bool = False) -> dict[str, Any]:
     """Run the five steps of one month on the deployment at ``home`` and time each.
 
-    A stack sampler records where each step spends its time, and dbt's own node times are
-    kept for the two dbt steps.
+    With ``data_only``, stop after the data steps (ingest + gate, dbt build): a cheap extra
+    sample of them. A stack sampler records where each step spends its time, and dbt's own
+    node times are kept for the dbt steps.
     """
     settings = load_settings(home)
     sampler = StackSampler().start()
@@ -103,6 +105,9 @@ def run_month(home: Path, path: Path, month: str, params: ModelParams) -> dict[s
     with timer.step("dbt_build") as record:
         build_features(settings)
         record["dbt"] = dbt_node_times(settings)
+    if data_only:
+        sampler.stop()
+        return timer.result() | {"data_only": True, "whole_seconds": None}
     with timer.step("train") as record:
         trained = service.train_month(settings, month, params=params)
         record.update(model_id=trained.model_id, validation_auc=trained.validation_auc,

@@ -42,7 +42,10 @@ def steps_table(by_size: dict[str, Any], steps: tuple[str, ...]) -> list[str]:
     rows = []
     for key in sorted(by_size, key=int):
         size = by_size[key]
-        rows.append([key, str(size["repetitions"]),
+        repetitions = str(size["repetitions"])
+        if size.get("data_only_repetitions"):
+            repetitions += f" (+{size['data_only_repetitions']} of the data steps alone)"
+        rows.append([key, repetitions,
                      *(_seconds(size["steps"][step]) for step in steps),
                      _seconds(size["data_steps"]), _seconds(size["whole"]),
                      _gib(size["peak_rss_bytes"])])

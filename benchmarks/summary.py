@@ -47,17 +47,26 @@ def _successful(runs: list[dict[str, Any]], kind: str, size: int) -> list[dict[s
 
 def summarize_runs(runs: list[dict[str, Any]], steps: tuple[str, ...],
                    data_steps: tuple[str, ...]) -> dict[str, Any]:
-    """Summarize the successful runs of one pipeline at one size, step by step."""
+    """Summarize the successful runs of one pipeline at one size, step by step.
+
+    Runs of the data steps only (``data_only``) count for those steps and the data-step total;
+    the whole run and its peak memory come from the complete runs.
+    """
     results = [run["result"] for run in runs]
+    complete = [r for r in results if not r.get("data_only")]
+
+    def values(step: str, field: str) -> list[float]:
+        return [r["steps"][step][field] for r in results if step in r["steps"]]
+
     return {
-        "repetitions": len(results),
-        "steps": {step: stats([r["steps"][step]["seconds"] for r in results]) for step in steps},
-        "step_peak_rss_bytes": {step: stats([r["steps"][step]["peak_rss_bytes"]
-                                             for r in results]) for step in steps},
+        "repetitions": len(complete),
+        "data_only_repetitions": len(results) - len(complete),
+        "steps": {step: stats(values(step, "seconds")) for step in steps},
+        "step_peak_rss_bytes": {step: stats(values(step, "peak_rss_bytes")) for step in steps},
         "data_steps": stats([sum(r["steps"][step]["seconds"] for step in data_steps)
                              for r in results]),
-        "whole": stats([r["whole_seconds"] for r in results]),
-        "peak_rss_bytes": stats([r["peak_rss_bytes"] for r in results]),
+        "whole": stats([r["whole_seconds"] for r in complete]),
+        "peak_rss_bytes": stats([r["peak_rss_bytes"] for r in complete]),
     }
 
 
@@ -86,7 +95,8 @@ def summarize_scoring(runs: list[dict[str, Any]], months: list[dict[str, Any]]
         seconds = parts["reason_codes"]["median"]
         rates["reason_codes_only"] = {"seconds": seconds, "per_second": reason_rows / seconds,
                                       "rows": reason_rows}
-    score_steps = stats([run["result"]["steps"]["score"]["seconds"] for run in months])
+    score_steps = stats([run["result"]["steps"]["score"]["seconds"] for run in months
+                         if "score" in run["result"]["steps"]])
     if score_steps["median"]:
         parts["score_month"] = score_steps
         rates["score_month"] = {"seconds": score_steps["median"],

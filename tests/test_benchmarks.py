@@ -38,11 +38,12 @@ def test_quick_run_measures_every_step(quick_results: tuple[dict, Path]) -> None
     results, _ = quick_results
     assert results["finished"] is True
     kinds = sorted(run["kind"] for run in results["runs"])
-    assert kinds == ["month", "notebook", "scoring"]
+    assert kinds == ["month", "month", "notebook", "scoring"]
     failed = [run["label"] for run in results["runs"] if not run["ok"]]
     assert failed == []
 
-    month = next(run for run in results["runs"] if run["kind"] == "month")["result"]
+    month = next(run for run in results["runs"]
+                 if run["kind"] == "month" and not run.get("data_only"))["result"]
     assert list(month["steps"]) == ["ingest_gate", "dbt_build", "train", "score", "monitoring"]
     assert month["steps"]["ingest_gate"]["rows"] == QUICK_ROWS
     assert month["steps"]["score"]["rows"] == QUICK_ROWS
@@ -73,6 +74,9 @@ def test_quick_run_summary_and_chart(quick_results: tuple[dict, Path]) -> None:
     results, folder = quick_results
     summary = results["summary"]
     assert summary["creditflow"]["1"]["repetitions"] == 1
+    assert summary["creditflow"]["1"]["data_only_repetitions"] == 1
+    assert summary["creditflow"]["1"]["steps"]["dbt_build"]["n"] == 2
+    assert summary["creditflow"]["1"]["steps"]["train"]["n"] == 1
     assert summary["notebook"]["1"]["repetitions"] == 1
     scoring = summary["scoring"]["1"]
     assert scoring["rows"] == QUICK_ROWS
@@ -159,6 +163,19 @@ def test_failed_runs_left_out_of_summary() -> None:
     summary = summarize([failed, _month(1, 1.0, 2.0)], [1])
     assert summary["creditflow"]["1"]["repetitions"] == 1
     assert summary["creditflow"]["1"]["data_steps"]["median"] == 3.0
+
+
+def test_data_only_runs_count_for_data_steps() -> None:
+    data_only = _month(1, 2.0, 4.0)
+    for step in ("train", "score", "monitoring"):
+        del data_only["result"]["steps"][step]
+    data_only["result"].update(data_only=True, whole_seconds=None)
+    summary = summarize([_month(1, 1.0, 2.0), data_only], [1])["creditflow"]["1"]
+    assert summary["repetitions"] == 1
+    assert summary["data_only_repetitions"] == 1
+    assert summary["data_steps"]["median"] == 4.5
+    assert summary["steps"]["train"]["n"] == 1
+    assert summary["whole"]["median"] == 42.0
 
 
 def test_markdown_tables_show_targets() -> None:
