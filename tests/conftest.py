@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from pathlib import Path
 
@@ -101,3 +102,9 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory):
     server.start()
     yield server
     server.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # Prefect stops its temporary server at interpreter exit and logs that to a console stream
+    # pytest has already closed, which prints a "Logging error" traceback after the summary.
+    logging.getLogger("prefect").setLevel(logging.WARNING)
