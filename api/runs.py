@@ -23,6 +23,7 @@ from pathlib import Path
 
 from api.store import StateStore, utc_now
 from flows.config import Settings
+from flows.month_lock import process_is_running
 from flows.warehouse import WarehouseLockedError, connect, table_exists
 
 logger = logging.getLogger(__name__)
@@ -159,18 +160,6 @@ def _log_tail_message(log_path: Path) -> str | None:
     return lines[-1].strip() if lines else None
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class RunManager:
     """Start monthly runs as child processes and report their status and step progress."""
 
@@ -192,7 +181,8 @@ class RunManager:
                 "select run_id, pid from api_runs where status in ('queued', 'running')"
             ).fetchall()
         for row in rows:
-            if _pid_alive(row["pid"]):
+            # A run still queued has no pid yet.
+            if row["pid"] is not None and process_is_running(row["pid"]):
                 logger.info("run %s (pid %s) outlived an earlier server; watching it",
                             row["run_id"], row["pid"])
                 threading.Thread(target=self._watch_foreign, args=(row["run_id"], row["pid"]),
@@ -258,7 +248,7 @@ class RunManager:
         self._processes.pop(run_id, None)
 
     def _watch_foreign(self, run_id: str, pid: int) -> None:
-        while _pid_alive(pid):
+        while process_is_running(pid):
             threading.Event().wait(2.0)
         self._finish(run_id, "unknown", None, "the run outlived an earlier API server, so its "
                                               "exit status is unknown: check creditflow status")
