@@ -42,6 +42,8 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
                       "load late-arriving default labels for a past month"),
     "report": ("flows.report", "command_report", "write the monthly monitoring report (HTML)"),
     "profile": ("flows.profile", "command_profile", "write a data profile of a file or month (HTML)"),
+    "watch": ("flows.watch", "command_watch",
+              "run each month when its file arrives in the inbox (folder or S3 prefix)"),
 }
 
 
@@ -137,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", help="CSV or Parquet file to profile")
     _add_month(p, required=False)
     p.add_argument("--out", help="HTML file to write (default under $CREDITFLOW_HOME/reports/)")
+
+    p = parsers["watch"]
+    p.add_argument("--interval", type=float, default=30.0,
+                   help="seconds between two listings of the inbox (default 30)")
+    p.add_argument("--once", action="store_true", help="list the inbox once, act, then exit")
+    p.add_argument("--reuse-model", action="store_true",
+                   help="score with the current champion instead of retraining")
     return parser
 
 

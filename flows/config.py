@@ -24,6 +24,10 @@ class Settings:
     home: Path
     webhook_url: str | None = None
     schedule_timezone: str = "UTC"
+    # Where the watcher lists incoming files and publishes outputs: a local path or an
+    # s3://bucket/prefix URL. None means the local inbox and exports folders (flows.storage).
+    inbox_url: str | None = None
+    output_url: str | None = None
 
     @property
     def warehouse(self) -> Path:
@@ -66,4 +70,6 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
         home=root,
         webhook_url=os.environ.get("CREDITFLOW_WEBHOOK_URL") or None,
         schedule_timezone=os.environ.get("CREDITFLOW_TIMEZONE", "UTC"),
+        inbox_url=os.environ.get("CREDITFLOW_INBOX_URL") or None,
+        output_url=os.environ.get("CREDITFLOW_OUTPUT_URL") or None,
     )

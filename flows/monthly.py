@@ -434,7 +434,7 @@ def monitoring_alerts(settings: Settings, month: str) -> list[dict[str, Any]]:
 
 
 def month_summary(settings: Settings, month: str, run_id: str, results: dict[str, dict],
-                  status: str = SUCCEEDED) -> dict[str, Any]:
+                  status: str = SUCCEEDED, trigger_file: str | None = None) -> dict[str, Any]:
     """Build the notification payload of a successful run from the warehouse and the steps.
 
     Facts of steps not run this time (``--from``, ``--only``) come from their latest success.
@@ -457,6 +457,7 @@ def month_summary(settings: Settings, month: str, run_id: str, results: dict[str
         alerts=monitoring_alerts(settings, month),
         steps=[{"step": step, "status": result.get("status", SUCCEEDED)}
                for step, result in results.items()],
+        trigger_file=trigger_file,
     )
 
 
@@ -496,6 +497,7 @@ def monthly_run(
     only_step: str | None = None,
     reuse_model: bool = False,
     trials: int | None = None,
+    trigger_file: str | None = None,
 ) -> dict[str, Any]:
     """Run one month end to end: land, gate, build, train, score, monitor, export, report, notify.
 
@@ -505,6 +507,7 @@ def monthly_run(
         only_step: run this step alone.
         reuse_model: score with the current champion instead of training a challenger.
         trials: Optuna trials of the training step (default from ``ml/params.yml``).
+        trigger_file: URL of the file whose arrival started the run, for the notification.
 
     Returns the run's summary, which is also the success notification. When a step fails, the
     run posts a failure notification, even without the notify step, and raises
@@ -522,13 +525,15 @@ def monthly_run(
             log.warning("%s: %s step(s) of an earlier run never ended (process killed?); "
                         "marked interrupted", month, interrupted)
         pipeline_runs.start(settings, run_id, month, RUN, detail={
-            "steps": steps, "reuse_model": reuse_model, "trials": trials})
+            "steps": steps, "reuse_model": reuse_model, "trials": trials,
+            "trigger_file": trigger_file})
         log.info("%s: run %s started, steps: %s", month, run_id, ", ".join(steps))
-        return _run_steps(settings, run_id, month, steps, reuse_model, trials)
+        return _run_steps(settings, run_id, month, steps, reuse_model, trials, trigger_file)
 
 
 def _run_steps(settings: Settings, run_id: str, month: str, steps: list[str],
-               reuse_model: bool, trials: int | None) -> dict[str, Any]:
+               reuse_model: bool, trials: int | None,
+               trigger_file: str | None = None) -> dict[str, Any]:
     log = get_run_logger()
     results: dict[str, dict[str, Any]] = {}
     for step in steps:
@@ -545,7 +550,7 @@ def _run_steps(settings: Settings, run_id: str, month: str, steps: list[str],
             pipeline_runs.finish(settings, run_id, step, FAILED, error=message)
             results[step] = {"status": FAILED}
             payload = build_payload(month=month, status=FAILED, run_id=run_id, failed_step=step,
-                                    error=message,
+                                    error=message, trigger_file=trigger_file,
                                     steps=[{"step": name, "status": value.get("status", SUCCEEDED)}
                                            for name, value in results.items()])
             _send(settings, run_id, month, payload)
@@ -555,7 +560,7 @@ def _run_steps(settings: Settings, run_id: str, month: str, steps: list[str],
         pipeline_runs.finish(settings, run_id, step, status, detail=result)
         results[step] = {"status": status, **result}
 
-    summary = month_summary(settings, month, run_id, results)
+    summary = month_summary(settings, month, run_id, results, trigger_file=trigger_file)
     if "notify" in steps:
         _send(settings, run_id, month, summary)
     pipeline_runs.finish(settings, run_id, RUN, SUCCEEDED, detail=summary)
@@ -567,7 +572,7 @@ def _run_steps(settings: Settings, run_id: str, month: str, steps: list[str],
 
 def run_month(settings: Settings, month: str | None, from_step: str | None = None,
               only_step: str | None = None, reuse_model: bool = False,
-              trials: int | None = None) -> dict[str, Any]:
+              trials: int | None = None, trigger_file: str | None = None) -> dict[str, Any]:
     """Run the monthly flow for ``month`` with ``settings`` and return its summary.
 
     Raises :class:`RunFailedError` when a step fails and
@@ -576,7 +581,7 @@ def run_month(settings: Settings, month: str | None, from_step: str | None = Non
     token = _SETTINGS.set(settings)
     try:
         return monthly_run(month=month, from_step=from_step, only_step=only_step,
-                           reuse_model=reuse_model, trials=trials)
+                           reuse_model=reuse_model, trials=trials, trigger_file=trigger_file)
     finally:
         _SETTINGS.reset(token)
 

@@ -35,6 +35,7 @@ def build_payload(
     report_path: str | None = None,
     alerts: list[dict[str, Any]] | None = None,
     steps: list[dict[str, Any]] | None = None,
+    trigger_file: str | None = None,
 ) -> dict[str, Any]:
     """Build the message of one run: ``text`` for people, the other fields for programs."""
     alerts = alerts or []
@@ -66,6 +67,8 @@ def build_payload(
         "report_path": report_path,
         "alerts": alerts,
         "steps": steps or [],
+        # The file whose arrival started the run (creditflow watch); None for other runs.
+        "trigger_file": trigger_file,
     }
 
 

@@ -1,0 +1,154 @@
+"""Storage locations given as URLs: a local folder by default, ``s3://bucket/prefix`` when set.
+
+``CREDITFLOW_INBOX_URL`` is where other systems drop the month's files and ``CREDITFLOW_OUTPUT_URL``
+is where the watcher publishes predictions and reports. Both are read by fsspec, and by s3fs for
+``s3://`` URLs. The S3 endpoint, region and credentials come from the standard AWS variables
+(``AWS_ENDPOINT_URL`` or ``AWS_ENDPOINT_URL_S3``, ``AWS_REGION`` or ``AWS_DEFAULT_REGION``,
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_PROFILE``), which
+botocore reads itself. This module never logs them.
+
+Writes are atomic for readers of the location. A local file is written under a hidden temporary
+name in the target folder, then renamed. An S3 object is uploaded complete (one PUT, or a multipart
+upload that S3 publishes only when it is completed), so a reader sees the old object or the new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+from flows.config import Settings
+from flows.errors import CreditflowError
+
+logger = logging.getLogger(__name__)
+
+
+class StorageError(CreditflowError):
+    """A storage location could not be read or written; the message names the URL."""
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One file directly under a location, as a listing shows it."""
+
+    name: str
+    size: int
+    # Changes whenever the content may have changed: the mtime of a local file, the ETag and
+    # last-modified time of an S3 object.
+    version: str
+
+
+def inbox_url(settings: Settings) -> str:
+    """Return the URL of the inbox the watcher lists (default: the local inbox folder)."""
+    return settings.inbox_url or str(settings.inbox)
+
+
+def output_url(settings: Settings) -> str:
+    """Return the URL the watcher publishes outputs to (default: the local exports folder)."""
+    return settings.output_url or str(settings.exports)
+
+
+def _s3_options() -> dict[str, Any]:
+    client: dict[str, str] = {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        client["endpoint_url"] = endpoint
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        client["region_name"] = region
+    return {"client_kwargs": client} if client else {}
+
+
+class Location:
+    """A folder or an object-store prefix, opened from its URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/") or url
+        protocol = fsspec.utils.get_protocol(self.url)
+        options = _s3_options() if protocol in ("s3", "s3a") else {}
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(self.url, **options)
+        except (ImportError, ValueError) as error:
+            raise StorageError(f"cannot open storage location {self.url}: {error}. Use a local "
+                               "path or an s3://bucket/prefix URL") from error
+        self.is_local = protocol in ("file", "local")
+        self.root = self.root.rstrip("/")
+
+    def __str__(self) -> str:
+        return self.url
+
+    def path_of(self, name: str) -> str:
+        """Return the URL of the file ``name`` in this location."""
+        return f"{self.url}/{name}"
+
+    def list_files(self) -> list[StoredFile]:
+        """List the files directly under the location (not its subfolders), by name."""
+        if self.is_local and not Path(self.root).is_dir():
+            return []
+        self.fs.invalidate_cache(self.root)
+        try:
+            entries = self.fs.ls(self.root, detail=True)
+        except FileNotFoundError:
+            return []
+        except Exception as error:  # noqa: BLE001 - botocore errors are not OSError subclasses
+            raise StorageError(f"listing {self.url} failed: {type(error).__name__}: {error}. "
+                               "Check the URL, the bucket and the AWS settings") from error
+        files = []
+        for entry in entries:
+            if entry.get("type") != "file":
+                continue
+            name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+            if self.is_local:
+                version = repr(entry.get("mtime"))
+            else:
+                version = f"{entry.get('ETag', '')}@{entry.get('LastModified', '')}"
+            files.append(StoredFile(name=name, size=int(entry.get("size") or 0), version=version))
+        return sorted(files, key=lambda item: item.name)
+
+    def download(self, name: str, target: Path) -> None:
+        """Copy the file ``name`` to the local ``target``, which appears complete or not at all."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        source = f"{self.root}/{name}"
+        try:
+            if self.is_local:
+                shutil.copyfile(source, temporary)
+            else:
+                self.fs.get_file(source, str(temporary))
+            os.replace(temporary, target)
+        except OSError as error:
+            raise StorageError(f"copying {self.path_of(name)} to {target} failed: {error}") \
+                from error
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def upload(self, source: Path, name: str) -> str:
+        """Publish the local file ``source`` as ``name`` atomically; return its URL."""
+        target = f"{self.root}/{name}"
+        try:
+            if self.is_local:
+                folder = Path(self.root)
+                folder.mkdir(parents=True, exist_ok=True)
+                if folder.joinpath(name).resolve() == source.resolve():
+                    return self.path_of(name)
+                temporary = folder / f".{name}.{uuid.uuid4().hex}.part"
+                try:
+                    shutil.copyfile(source, temporary)
+                    os.replace(temporary, folder / name)
+                finally:
+                    temporary.unlink(missing_ok=True)
+            else:
+                # S3 shows an object only once its upload is complete, so no temporary key.
+                self.fs.put_file(str(source), target)
+        except OSError as error:
+            raise StorageError(f"writing {source} to {self.path_of(name)} failed: {error}") \
+                from error
+        logger.info("published %s to %s", source.name, self.path_of(name))
+        return self.path_of(name)
