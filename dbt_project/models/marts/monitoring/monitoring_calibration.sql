@@ -8,27 +8,8 @@
 
 with
 
-predictions as (
-    select * from {{ source('creditflow', 'predictions') }}
-),
-
-applications as (
-    select * from {{ ref('int_applications_accumulated') }}
-),
-
 labeled_predictions as (
-    select
-        predictions.sk_id_curr,
-        predictions.score_month as month,
-        predictions.model_id,
-        predictions.default_probability,
-        applications.target
-    from predictions
-    inner join applications
-        on
-            predictions.sk_id_curr = applications.sk_id_curr
-            and predictions.score_month = applications.month
-    where applications.target is not null
+    select * from {{ ref('monitoring_labeled_predictions') }}
 ),
 
 ranked_predictions as (
