@@ -142,6 +142,9 @@ def _check(raw: dict[str, Any], where: str) -> None:
         raise _fail(where, "feature_selection.method", method, " | ".join(SELECTION_METHODS))
     if not isinstance(selection.get("top_k"), int) or selection["top_k"] < 1:
         raise _fail(where, "feature_selection.top_k", selection.get("top_k"), "an integer >= 1")
+    excluded = selection.setdefault("excluded", [])
+    if not isinstance(excluded, list) or not all(isinstance(name, str) for name in excluded):
+        raise _fail(where, "feature_selection.excluded", excluded, "a list of column names")
     share = selection.get("gain_share")
     if not isinstance(share, int | float) or not 0 < share <= 1:
         raise _fail(where, "feature_selection.gain_share", share, "a number in (0, 1]")

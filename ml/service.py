@@ -97,6 +97,14 @@ def _params(params: ModelParams | None, trials: int | None = None) -> ModelParam
     return params
 
 
+def _model_columns(settings: Settings, params: ModelParams) -> tuple[list[str], list[str]]:
+    """Return the feature table's features and categorical features, less the excluded ones."""
+    features, categorical = split_columns(store.feature_columns(settings))
+    excluded = set(params.feature_selection["excluded"])
+    return ([name for name in features if name not in excluded],
+            [name for name in categorical if name not in excluded])
+
+
 # --- training -------------------------------------------------------------------------------
 
 def train_month(settings: Settings, month: str, trials: int | None = None,
@@ -104,8 +112,7 @@ def train_month(settings: Settings, month: str, trials: int | None = None,
     """Tune, refit and register a model to score ``month``; promote it if it is not worse."""
     params = _params(params, trials)
     month = _month(month)
-    column_types = store.feature_columns(settings)
-    features, categorical = split_columns(column_types)
+    features, categorical = _model_columns(settings, params)
     if not features:
         raise CreditflowError(f"table {store.FEATURE_TABLE} has no feature columns besides "
                               "sk_id_curr, month and target: check the dbt feature mart")
@@ -475,7 +482,7 @@ def compare_month(settings: Settings, month: str, params: ModelParams | None = N
 
     params = _params(params)
     month = _month(month)
-    features, categorical = split_columns(store.feature_columns(settings))
+    features, categorical = _model_columns(settings, params)
     inventory = store.month_inventory(settings)
     labeled = inventory.loc[inventory["labeled"] > 0, "month"].tolist()
     plan = plan_split(labeled, inventory["month"].tolist(), month, params.validation["offset"])

@@ -25,9 +25,14 @@ from tests.ml_data import sample_features, write_feature_table
 TRIALS = 5
 
 
+# These tests use code_gender as their example category, so they give it back to the model;
+# test_sensitive_columns_left_out checks the default that leaves it out.
+KEEP_ALL = {"excluded": []}
+
+
 @pytest.fixture
 def params():
-    return load_params().with_overrides(tuning={"trials": TRIALS})
+    return load_params().with_overrides(tuning={"trials": TRIALS}, feature_selection=KEEP_ALL)
 
 
 @pytest.fixture
@@ -44,7 +49,7 @@ def trained_home(tmp_path_factory):
     settings = load_settings(home)
     settings.ensure_dirs()
     write_feature_table(settings, sample_features())
-    params = load_params().with_overrides(tuning={"trials": TRIALS})
+    params = load_params().with_overrides(tuning={"trials": TRIALS}, feature_selection=KEEP_ALL)
     return home, service.train_month(settings, "2021-01", params=params)
 
 
@@ -456,3 +461,21 @@ def test_models_folder_is_relocatable(trained, params, tmp_path):
     shutil.copytree(warehouse.home, moved.home)
     shutil.rmtree(warehouse.home)
     assert service.score_month(moved, "2021-01", params=params).model_id == outcome.model_id
+
+
+def test_sensitive_columns_left_out(warehouse):
+    params = load_params().with_overrides(tuning={"trials": 2})
+    assert "code_gender" in params.feature_selection["excluded"]
+    outcome = service.train_month(warehouse, "2021-01", params=params)
+
+    metadata = json.loads((warehouse.models / outcome.model_id / "metadata.json").read_text())
+    assert "code_gender" not in metadata["features"]
+    assert "code_gender" not in metadata["categories"]
+    stored = _query(warehouse, "select feature from model_features where model_id = ?",
+                    [outcome.model_id])
+    assert "code_gender" not in set(stored["feature"])
+
+
+def test_excluded_features_must_be_a_list():
+    with pytest.raises(CreditflowError, match="feature_selection.excluded"):
+        load_params().with_overrides(feature_selection={"excluded": "code_gender"})
