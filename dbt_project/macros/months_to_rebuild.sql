@@ -38,3 +38,18 @@
     from {{ relation }}
     group by month
 {% endmacro %}
+
+{#
+    Select the rows of `upstream` that an incremental model must (re)build: every row on a full
+    build, and on an incremental run only the rows of the months months_to_rebuild returns.
+#}
+{% macro rows_to_rebuild(upstream) %}
+    select upstream_rows.*
+    from {{ upstream }} as upstream_rows
+    {%- if is_incremental() %}
+        inner join (
+            {{ months_to_rebuild(upstream) }}
+        ) as changed_months
+            on upstream_rows.month = changed_months.month
+    {%- endif %}
+{% endmacro %}

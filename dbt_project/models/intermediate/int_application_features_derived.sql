@@ -30,30 +30,9 @@
 
 with
 
-applications as (
-
-    select * from {{ ref('int_applications_accumulated') }}
-
-),
-
-{% if is_incremental() %}
-
-changed_months as (
-
-    {{ months_to_rebuild(ref('int_applications_accumulated')) }}
-
-),
-
-{% endif %}
-
 month_applications as (
 
-    select applications.*
-    from applications
-    {% if is_incremental() %}
-        inner join changed_months
-            on applications.month = changed_months.month
-    {% endif %}
+    {{ rows_to_rebuild(ref('int_applications_accumulated')) }}
 
 ),
 

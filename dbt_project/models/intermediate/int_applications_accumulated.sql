@@ -15,30 +15,9 @@
 
 with
 
-applications as (
-
-    select * from {{ ref('stg_applications') }}
-
-),
-
-{% if is_incremental() %}
-
-changed_months as (
-
-    {{ months_to_rebuild(ref('stg_applications')) }}
-
-),
-
-{% endif %}
-
 final as (
 
-    select applications.*
-    from applications
-    {% if is_incremental() %}
-        inner join changed_months
-            on applications.month = changed_months.month
-    {% endif %}
+    {{ rows_to_rebuild(ref('stg_applications')) }}
 
 )
 
