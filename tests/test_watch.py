@@ -1,0 +1,260 @@
+"""The inbox watcher on a local folder and on a real S3-compatible server (moto) on 127.0.0.1.
+
+The quick tests use the history file, which the watcher only places in the local inbox, so they
+check the decisions without a monthly run. The slow tests run 2021-01 on a copy of the
+backfilled data directory (``backfilled_home`` in tests/conftest.py) with the champion model,
+which did not train on that month's labels.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import logging
+import os
+import shutil
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from flows.config import Settings
+from flows.month_lock import lock_path
+from flows.pipeline_runs import RUN
+from flows.warehouse import connect
+from flows.watch import (
+    INTERRUPTED,
+    RUNNING,
+    STAGED,
+    SUCCEEDED,
+    Watcher,
+    is_temporary_name,
+    sha256_of,
+)
+
+WATCH_LOGGER = "flows.watch"
+
+
+def _watcher(settings: Settings, drop: Path, out: Path) -> Watcher:
+    drop.mkdir(parents=True, exist_ok=True)
+    configured = dataclasses.replace(settings, inbox_url=str(drop), output_url=str(out))
+    return Watcher(configured, reuse_model=True)
+
+
+def _actions(decisions) -> dict[str, str]:
+    return {decision.name: decision.action for decision in decisions}
+
+
+def _ids_of_csv(text: str, column: str) -> list[int]:
+    return sorted(int(row[column]) for row in csv.DictReader(io.StringIO(text)))
+
+
+def _run_detail(home: Path, run_id: str) -> dict:
+    with connect(home / "warehouse.duckdb", read_only=True) as connection:
+        row = connection.execute("select detail from pipeline_runs where run_id = ? and step = ?",
+                                 [run_id, RUN]).fetchone()
+    return json.loads(row[0])
+
+
+def _run_count(home: Path) -> int:
+    with connect(home / "warehouse.duckdb", read_only=True) as connection:
+        return connection.execute("select count(*) from pipeline_runs where step = ?",
+                                  [RUN]).fetchone()[0]
+
+
+# --- decisions without a monthly run ---------------------------------------------------------
+
+@pytest.mark.parametrize("name, temporary", [
+    (".20210101.csv.swp", True), ("20210101.csv.tmp", True), ("20210101.csv.part", True),
+    ("20210101.csv._COPYING_", True), ("~20210101.csv", True), ("20210101.csv", False),
+    ("initial.csv", False),
+])
+def test_temporary_names(name, temporary):
+    assert is_temporary_name(name) is temporary
+
+
+def test_growing_file_waits_until_stable(settings, real_files, tmp_path):
+    watcher = _watcher(settings, tmp_path / "drop", tmp_path / "out")
+    history = real_files[0].read_bytes()
+    upload = tmp_path / "drop" / "initial.csv"
+    upload.write_bytes(history[: len(history) // 2])
+
+    assert _actions(watcher.scan()) == {"initial.csv": "waiting"}
+    upload.write_bytes(history)
+    assert _actions(watcher.scan()) == {"initial.csv": "waiting"}
+    assert not (settings.inbox / "initial.csv").exists()
+
+    assert _actions(watcher.scan()) == {"initial.csv": "staged"}
+    assert (settings.inbox / "initial.csv").read_bytes() == history
+    assert [row["status"] for row in watcher.state.files()] == [STAGED]
+    assert _actions(watcher.scan()) == {"initial.csv": "known"}
+
+
+def test_duplicate_upload_is_skipped(settings, real_files, tmp_path, caplog):
+    watcher = _watcher(settings, tmp_path / "drop", tmp_path / "out")
+    upload = tmp_path / "drop" / "initial.csv"
+    shutil.copy(real_files[0], upload)
+    watcher.scan()
+    assert _actions(watcher.scan()) == {"initial.csv": "staged"}
+
+    # The sender deletes the file and uploads the same bytes again (new mtime).
+    (settings.inbox / "initial.csv").unlink()
+    upload.unlink()
+    assert _actions(watcher.scan()) == {}
+    shutil.copy(real_files[0], upload)
+    os.utime(upload, (1_700_000_000, 1_700_000_000))
+    caplog.set_level(logging.INFO, logger=WATCH_LOGGER)
+    assert _actions(watcher.scan()) == {"initial.csv": "waiting"}
+    assert _actions(watcher.scan()) == {"initial.csv": "duplicate"}
+    assert not (settings.inbox / "initial.csv").exists()
+    assert len(watcher.state.files()) == 1
+    assert any("initial.csv skipped: the same bytes" in message
+               for message in caplog.messages)
+
+    # Different bytes under the same name are a new file.
+    upload.write_bytes(real_files[0].read_bytes() + b"\n")
+    watcher.scan()
+    assert _actions(watcher.scan()) == {"initial.csv": "staged"}
+    assert len(watcher.state.files()) == 2
+
+
+def test_wrong_name_is_skipped_once(settings, real_files, tmp_path, caplog):
+    watcher = _watcher(settings, tmp_path / "drop", tmp_path / "out")
+    shutil.copy(real_files[1], tmp_path / "drop" / "applications_october.csv")
+    (tmp_path / "drop" / "20201001.csv.part").write_text("SK_ID_CURR\n")
+    caplog.set_level(logging.INFO, logger=WATCH_LOGGER)
+
+    for _ in range(3):
+        assert _actions(watcher.scan()) == {"20201001.csv.part": "ignored",
+                                            "applications_october.csv": "wrong_name"}
+    warnings = [record.getMessage() for record in caplog.records
+                if record.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "applications_october.csv" in warnings[0]
+    assert "wrongly named" in warnings[0]
+    assert sorted(path.name for path in settings.inbox.iterdir()) == []
+    assert watcher.state.files() == []
+
+
+def test_restart_mid_run_does_not_rerun(settings, real_files, tmp_path, caplog):
+    watcher = _watcher(settings, tmp_path / "drop", tmp_path / "out")
+    upload = tmp_path / "drop" / "20210101.csv"
+    shutil.copy(real_files[4], upload)
+    checksum = sha256_of(upload)
+    # A watcher took this file and was killed during the run: its row has status running
+    # and no process holds the month's lock.
+    watcher.state.record("20210101.csv", checksum, upload.stat().st_size, "2021-01", RUNNING)
+    caplog.set_level(logging.INFO, logger=WATCH_LOGGER)
+
+    restarted = _watcher(settings, tmp_path / "drop", tmp_path / "out")
+    assert _actions(restarted.scan()) == {"20210101.csv": "waiting"}
+    assert [row["status"] for row in restarted.state.files()] == [INTERRUPTED]
+    assert any("20210101.csv" in message and "not run again automatically" in message
+               for message in caplog.messages)
+
+    assert _actions(restarted.scan()) == {"20210101.csv": "duplicate"}
+    assert _actions(restarted.scan()) == {"20210101.csv": "known"}
+    assert not settings.warehouse.exists()
+
+
+def test_running_month_is_left_alone(settings, real_files, tmp_path):
+    watcher = _watcher(settings, tmp_path / "drop", tmp_path / "out")
+    upload = tmp_path / "drop" / "20210101.csv"
+    shutil.copy(real_files[4], upload)
+    watcher.state.record("20210101.csv", sha256_of(upload), upload.stat().st_size, "2021-01",
+                         RUNNING)
+    lock = lock_path(watcher.settings, "2021-01")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                "run_id": "live", "started_at": datetime.now(UTC).isoformat()}))
+
+    watcher.scan()
+    assert _actions(watcher.scan()) == {"20210101.csv": "month_busy"}
+    assert [row["status"] for row in watcher.state.files()] == [RUNNING]
+    assert not settings.warehouse.exists()
+
+
+# --- a real monthly run per arrival ----------------------------------------------------------
+
+@pytest.mark.slow
+def test_local_arrival_runs_month_once(backfilled_home, real_files, tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(backfilled_home, home)
+    runs_before = _run_count(home)
+    watcher = _watcher(Settings(home=home), tmp_path / "drop", tmp_path / "out")
+    shutil.copy(real_files[4], tmp_path / "drop" / "20210101.csv")
+
+    assert _actions(watcher.scan()) == {"20210101.csv": "waiting"}
+    decisions = watcher.scan()
+    assert _actions(decisions) == {"20210101.csv": "ran"}
+    assert _actions(watcher.scan()) == {"20210101.csv": "known"}
+    assert _run_count(home) == runs_before + 1
+
+    out = tmp_path / "out"
+    assert sorted(path.name for path in out.iterdir()) == [
+        "predictions_2021-01.csv", "predictions_2021-01.parquet", "report_2021-01.html"]
+    expected_ids = _ids_of_csv(real_files[4].read_text(), "SK_ID_CURR")
+    assert len(expected_ids) == 1000
+    assert _ids_of_csv((out / "predictions_2021-01.csv").read_text(), "sk_id_curr") == \
+        expected_ids
+    [row] = watcher.state.files()
+    assert row["status"] == SUCCEEDED
+    assert _run_detail(home, row["run_id"])["trigger_file"] == \
+        f"{tmp_path / 'drop'}/20210101.csv"
+
+
+@pytest.fixture
+def s3_server(monkeypatch):
+    """A moto S3 server on 127.0.0.1 with dummy credentials in the AWS variables."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", endpoint)):
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    yield endpoint
+    server.stop()
+
+
+@pytest.mark.slow
+def test_s3_arrival_publishes_predictions(s3_server, backfilled_home, real_files, tmp_path):
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_server)
+    s3.create_bucket(Bucket="lender-inbox")
+    s3.create_bucket(Bucket="lender-outputs")
+    home = tmp_path / "home"
+    shutil.copytree(backfilled_home, home)
+    settings = Settings(home=home, inbox_url="s3://lender-inbox/creditflow/incoming",
+                        output_url="s3://lender-outputs/creditflow/monthly")
+    watcher = Watcher(settings, reuse_model=True)
+    s3.upload_file(str(real_files[4]), "lender-inbox", "creditflow/incoming/20210101.csv")
+    s3.put_object(Bucket="lender-inbox", Key="creditflow/incoming/january.csv", Body=b"x\n")
+
+    assert _actions(watcher.scan()) == {"20210101.csv": "waiting", "january.csv": "wrong_name"}
+    assert _actions(watcher.scan()) == {"20210101.csv": "ran", "january.csv": "wrong_name"}
+    assert _actions(watcher.scan())["20210101.csv"] == "known"
+
+    listed = s3.list_objects_v2(Bucket="lender-outputs", Prefix="creditflow/monthly/")
+    assert sorted(item["Key"] for item in listed["Contents"]) == [
+        "creditflow/monthly/predictions_2021-01.csv",
+        "creditflow/monthly/predictions_2021-01.parquet",
+        "creditflow/monthly/report_2021-01.html",
+    ]
+    body = s3.get_object(Bucket="lender-outputs",
+                         Key="creditflow/monthly/predictions_2021-01.csv")["Body"].read()
+    expected_ids = _ids_of_csv(real_files[4].read_text(), "SK_ID_CURR")
+    assert len(expected_ids) == 1000
+    assert _ids_of_csv(body.decode(), "sk_id_curr") == expected_ids
+    [row] = watcher.state.files()
+    assert row["status"] == SUCCEEDED
+    assert _run_detail(home, row["run_id"])["trigger_file"] == \
+        "s3://lender-inbox/creditflow/incoming/20210101.csv"
