@@ -24,7 +24,7 @@ def parse_month(text: str) -> str:
 
 
 def month_from_filename(path: str | Path) -> str:
-    """Return the month a file belongs to by the business's naming: ``YYYYMMDD.csv`` or ``initial.csv``."""
+    """Return the month of a business file name: ``YYYYMMDD.csv`` or ``initial.csv``."""
     name = Path(path).name
     if _HISTORY_FILE.match(name):
         return HISTORY
@@ -59,7 +59,9 @@ def month_range(first: str, last: str) -> list[str]:
         months.append(f"{year:04d}-{month:02d}")
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     if not months:
-        raise ValueError(f"empty month range {first} to {last}: the first month comes after the last")
+        raise ValueError(
+            f"empty month range {first} to {last}: the first month comes after the last"
+        )
     return months
 
 

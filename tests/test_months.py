@@ -9,7 +9,9 @@ def test_month_from_business_file_names():
     assert month_from_filename("initial.csv") == "history"
 
 
-@pytest.mark.parametrize("name", ["applications.csv", "20211301.csv", "2021-01.csv", "20210132.csv"])
+@pytest.mark.parametrize(
+    "name", ["applications.csv", "20211301.csv", "2021-01.csv", "20210132.csv"]
+)
 def test_month_from_unknown_file_name_is_rejected(name):
     with pytest.raises(ValueError, match="--month YYYY-MM"):
         month_from_filename(name)
