@@ -325,7 +325,7 @@ def validate_file(connection: duckdb.DuckDBPyConnection, path: Path, file_name: 
     """
     staged = stage_file(connection, path, contract_types(suite["expectations"]))
     if staged.findings:
-        return GateReport(file=file_name, file_format=staged.file_format,
+        return GateReport(file=file_name, file_format=staged.file_format, rows=staged.rows,
                           columns=staged.columns, failures=staged.findings)
     expectations = applicable_expectations(suite, staged.columns)
     report = evaluate_expectations(connection, staged.columns, expectations, staged.location)

@@ -41,6 +41,8 @@ class StagedFile:
     columns: list[str] = field(default_factory=list)
     location: str = "line"  # "line" for CSV, "row" for Parquet
     findings: list[Finding] = field(default_factory=list)
+    # Data rows the reader found, including malformed ones; None when the file was not read.
+    rows: int | None = None
 
 
 def storage_type(contract_type: str | None) -> str:
@@ -104,6 +106,23 @@ def check_utf8(path: Path) -> Finding | None:
     return None
 
 
+def delimiter_finding(header_line: str) -> Finding | None:
+    """Return a finding when a header line without commas is separated by ';', tabs or '|'."""
+    if "," in header_line:
+        return None
+    for delimiter, word in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
+        if delimiter in header_line:
+            return Finding(
+                check="csv_delimiter", column=None, count=0,
+                message=f"line 1 is separated by {word} ({delimiter!r}), but the contract "
+                        "requires comma-separated values",
+                hint="export the file again with ',' as the delimiter and '\"' as the "
+                     "quote character",
+                samples=[{"line": 1, "value": header_line[:120]}],
+            )
+    return None
+
+
 def read_csv_header(path: Path) -> tuple[list[str], list[Finding]]:
     """Return the column names of the header line and findings about the header."""
     with path.open("rb") as handle:
@@ -134,17 +153,9 @@ def read_csv_header(path: Path) -> tuple[list[str], list[Finding]]:
         )]
     findings = []
     if len(columns) == 1:
-        for delimiter, word in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
-            if delimiter in text:
-                findings.append(Finding(
-                    check="csv_delimiter", column=None, count=0,
-                    message=f"line 1 is separated by {word} ({delimiter!r}), but the contract "
-                            "requires comma-separated values",
-                    hint="export the file again with ',' as the delimiter and '\"' as the "
-                         "quote character",
-                    samples=[{"line": 1, "value": text[:120]}],
-                ))
-                break
+        delimiter = delimiter_finding(text)
+        if delimiter:
+            findings.append(delimiter)
     duplicates = sorted({c for c in columns if columns.count(c) > 1})
     if duplicates:
         findings.append(Finding(
@@ -203,6 +214,8 @@ def _stage_csv(connection: duckdb.DuckDBPyConnection, path: Path,
         f"select line, error_type, error_message, csv_line, column_idx, column_name "
         f"from {_REJECTS_TABLE} order by line, column_idx"
     ).fetchall()
+    read_rows = connection.execute(f"select count(*) from {_DATA_TABLE}").fetchone()[0]
+    staged.rows = int(read_rows) + len({r[0] for r in rejects})
     staged.findings = _structure_findings([r for r in rejects if r[1] != "CAST"], len(columns))
     if staged.findings:
         return staged
@@ -244,18 +257,22 @@ def _structure_findings(rejects: list[tuple], expected_fields: int) -> list[Find
         by_kind.setdefault(row[1], []).append(row)
     findings = []
     for kind, rows in by_kind.items():
-        distinct_lines = sorted({r[0] for r in rows})
+        # DuckDB stores one reject per missing field, so a short row has several: count lines.
+        first_reject: dict[int, str | None] = {}
+        for row in rows:
+            first_reject.setdefault(row[0], row[3])
+        distinct_lines = sorted(first_reject)
         lines = ", ".join(str(line) for line in distinct_lines[:MAX_SAMPLES])
         hidden = len(distinct_lines) - MAX_SAMPLES
         more = f" and {hidden} more" if hidden > 0 else ""
         findings.append(Finding(
-            check="csv_structure", column=None, count=len(rows),
-            message=f"{len(rows)} malformed row(s), {kind.lower()}: {rows[0][2]} "
+            check="csv_structure", column=None, count=len(distinct_lines),
+            message=f"{len(distinct_lines)} malformed row(s), {kind.lower()}: {rows[0][2]} "
                     f"(the header has {expected_fields} fields) on line(s) {lines}{more}",
             hint="fix these lines (a missing or extra comma, or an unclosed quote) and ingest "
                  "the file again",
-            samples=[{"line": r[0], "value": (r[3] or "").strip()[:200]}
-                     for r in rows[:MAX_SAMPLES]],
+            samples=[{"line": line, "value": (first_reject[line] or "").strip()[:200]}
+                     for line in distinct_lines[:MAX_SAMPLES]],
         ))
     return findings
 

@@ -54,7 +54,12 @@ def format_findings(findings: list[Finding], title: str) -> list[str]:
 
 
 def display_value(value: Any) -> str:
-    """Return a value as it reads in the file: ``2`` rather than ``2.0`` for whole numbers."""
+    """Return a value as it reads in the file: ``2`` rather than ``2.0`` for whole numbers.
+
+    A missing value (None, an empty field) is shown as ``(empty)``.
+    """
+    if value is None:
+        return "(empty)"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     if isinstance(value, str):

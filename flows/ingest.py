@@ -5,7 +5,8 @@ One call of :func:`ingest_file` is one attempt and writes one ``load_log`` row:
 
 - ``loaded``: the month was empty and the file passed the gate;
 - ``replaced``: the month held rows from other bytes; they were deleted and the file's rows
-  inserted in one transaction;
+  inserted in one transaction. When the month has predictions, or the new file drops labels of
+  the old rows, the message warns and names the kept previous file and the run to repeat;
 - ``unchanged``: the month already contains these exact bytes (same SHA-256), so nothing is done;
 - ``rejected``: the file failed the gate or the cross-month check; a copy of it and a JSON report
   go to the quarantine folder and the warehouse keeps its earlier rows.
@@ -25,7 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 
@@ -35,7 +36,7 @@ from flows.gate import find_ids_in_other_months, validate_file
 from flows.gate_read import STAGED_VIEW
 from flows.gate_report import Finding, GateReport, format_findings
 from flows.months import month_from_filename, parse_month
-from flows.schema import COLUMNS, ID_COLUMN
+from flows.schema import COLUMNS, ID_COLUMN, TARGET_COLUMN
 from flows.suite import SUITE_NAME, SUITE_PATH, load_suite
 from flows.warehouse import WarehouseLockedError, connect, init_warehouse
 
@@ -58,6 +59,8 @@ class IngestResult:
     report_path: Path | None = None
     message: str = ""
     stored_path: Path | None = None
+    # Set when a replacement changes data that predictions or labels of the month depend on.
+    replacement_warning: str = ""
 
     @property
     def accepted(self) -> bool:
@@ -110,16 +113,67 @@ def _resolve_month(path: Path, month: str | None) -> str:
         raise CreditflowError(f"{path}: {error}") from error
 
 
-def _current_load(connection: duckdb.DuckDBPyConnection, month: str) -> tuple[str, int] | None:
-    """Return (sha256, rows) of the bytes loaded for the month, or None when it is empty."""
+class CurrentLoad(NamedTuple):
+    """The bytes a month's rows were loaded from: their hash, row count and kept file."""
+
+    sha256: str
+    rows: int
+    stored_path: str | None
+
+
+def _current_load(connection: duckdb.DuckDBPyConnection, month: str) -> CurrentLoad | None:
+    """Return the load behind the month's rows, or None when the month is empty."""
     rows = connection.execute(
         "select count(*) from raw_applications where month = ?", [month]).fetchone()[0]
     if not rows:
         return None
     latest = connection.execute(
-        "select sha256 from load_log where month = ? and outcome in ('loaded', 'replaced') "
-        "order by loaded_at desc limit 1", [month]).fetchone()
-    return (latest[0] if latest else "", int(rows))
+        "select sha256, stored_path from load_log where month = ? "
+        "and outcome in ('loaded', 'replaced') order by loaded_at desc limit 1",
+        [month]).fetchone()
+    if latest is None:
+        return CurrentLoad("", int(rows), None)
+    return CurrentLoad(latest[0] or "", int(rows), latest[1])
+
+
+def _replacement_warning(connection: duckdb.DuckDBPyConnection, columns: list[str],
+                         month: str, current: CurrentLoad) -> str:
+    """Describe what replacing the month's rows by the staged file invalidates, or return "".
+
+    Counts the month's predictions (``score_month = month``) and the labels (non-null TARGET)
+    of the loaded rows that the staged file no longer has, either because the row is gone
+    or because its TARGET is empty.
+    """
+    predictions = int(connection.execute(
+        "select count(*) from predictions where score_month = ?", [month]).fetchone()[0])
+    if TARGET_COLUMN in columns:
+        staged_id = f"cast(staged.c{columns.index(ID_COLUMN)} as bigint)"
+        staged_target = f"staged.c{columns.index(TARGET_COLUMN)}"
+        kept_label = (f"exists (select 1 from {STAGED_VIEW} as staged "
+                      f"where {staged_id} = loaded.sk_id_curr and {staged_target} is not null)")
+    else:
+        kept_label = "false"
+    dropped_labels = int(connection.execute(
+        "select count(*) from raw_applications as loaded where loaded.month = ? "
+        f"and loaded.target is not null and not {kept_label}", [month]).fetchone()[0])
+    if not predictions and not dropped_labels:
+        return ""
+
+    affected = []
+    if predictions:
+        affected.append(f"{predictions} prediction(s) of month {month} now describe replaced "
+                        "data")
+    if dropped_labels:
+        affected.append(f"{dropped_labels} label(s) (TARGET) of the loaded rows are dropped")
+    if current.stored_path:
+        previous = f"The previous file is kept at {current.stored_path}."
+    else:
+        previous = "No load_log entry names the previous file."
+    if month == "history":
+        next_step = "run the next calendar month again (`creditflow run --month YYYY-MM`)"
+    else:
+        next_step = f"run the month again: `creditflow run --month {month}`"
+    return f"WARNING: {'; '.join(affected)}. {previous} To update them, {next_step}."
 
 
 def _log_attempt(connection: duckdb.DuckDBPyConnection, result: IngestResult, file_name: str,
@@ -186,9 +240,9 @@ def _ingest_copy(settings: Settings, file_name: str, incoming: Path, sha256: str
         with connect(settings.warehouse) as connection:
             init_warehouse(connection)
             current = _current_load(connection, month)
-            if current and current[0] == sha256:
+            if current and current.sha256 == sha256:
                 return _log_unchanged(settings, connection, file_name, incoming, sha256, month,
-                                      current[1], load_id, user, now)
+                                      current.rows, load_id, user, now)
 
             report = validate_file(connection, incoming, file_name, suite)
             if report.passed:
@@ -243,9 +297,13 @@ def _accept(settings: Settings, connection: duckdb.DuckDBPyConnection, result: I
     result.report_path = folder / f"{kept_name}.{result.load_id}.report.json"
     result.message = f"{file_name}: {result.rows} rows {result.outcome} for month {result.month}"
     if current:
-        result.message += f" (previously {current[1]} rows from other bytes)"
+        result.message += f" (previously {current.rows} rows from other bytes)"
+        result.replacement_warning = _replacement_warning(connection, report.columns,
+                                                          result.month, current)
     if report.warnings:
         result.message += f", {len(report.warnings)} warning(s)"
+    if result.replacement_warning:
+        result.message += f". {result.replacement_warning}"
     result.report = _report_dict(report, result, now)
 
     connection.execute("begin transaction")
@@ -257,7 +315,10 @@ def _accept(settings: Settings, connection: duckdb.DuckDBPyConnection, result: I
         connection.execute("rollback")
         raise
     _write_report(result.report_path, result.report)
-    logger.info("%s", result.message)
+    if result.replacement_warning:
+        logger.warning("%s", result.message)
+    else:
+        logger.info("%s", result.message)
     return result
 
 
@@ -296,6 +357,8 @@ def format_result(result: IngestResult) -> str:
             f"Correct the file and run `creditflow ingest FILE --month {result.month}` again."
         )
     elif result.report_path:
+        if result.replacement_warning:
+            lines.append(result.replacement_warning)
         lines.append(f"Kept at {result.stored_path}; report at {result.report_path}.")
     else:
         lines.append(result.message)

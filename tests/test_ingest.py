@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from flows.config import Settings
-from flows.ingest import command_ingest, ingest_file
+from flows.ingest import command_ingest, format_result, ingest_file
 from flows.schema import COLUMNS
 from tests.conftest import REAL_MONTHS, REAL_SPLIT, REAL_UNLABELED
 
@@ -182,6 +182,44 @@ def test_other_bytes_replace_the_month(loaded: Settings, real_files: list[Path],
     again = ingest_file(loaded, path)
     assert again.outcome == "unchanged"
     assert warehouse_state(loaded)["counts"]["2020-10"] == 600
+
+
+def test_replacing_scored_month_warns(loaded: Settings, real_files: list[Path],
+                                      tmp_path: Path) -> None:
+    header, rows = read_rows(real_files[1])
+    target = header.index("TARGET")
+    labels = sum(1 for row in rows if row[target] != "")
+    ids = [int(row[header.index("SK_ID_CURR")]) for row in rows[:3]]
+    with duckdb.connect(str(loaded.warehouse)) as connection:
+        connection.executemany(
+            "insert into predictions values (?, '2020-10', 'm1', 0.5, 'approve', null, now())",
+            [[item] for item in ids])
+    unlabeled = [row[:target] + [""] + row[target + 1:] for row in rows]
+    path = write_rows(tmp_path / "20201001.csv", header, unlabeled)
+
+    result = ingest_file(loaded, path)
+
+    assert result.outcome == "replaced", result.message
+    assert labels > 0
+    assert "3 prediction(s) of month 2020-10 now describe replaced data" in result.message
+    assert f"{labels} label(s) (TARGET) of the loaded rows are dropped" in result.message
+    assert "The previous file is kept at " in result.message
+    assert f"landed/2020-10/{sha256_of(real_files[1])[:12]}_" in result.message
+    assert "`creditflow run --month 2020-10`" in result.message
+    assert load_log(loaded)[-1][6] == result.message
+    assert "WARNING: 3 prediction(s)" in format_result(result)
+
+
+def test_replacement_keeping_labels_has_no_warning(loaded: Settings, real_files: list[Path],
+                                                   tmp_path: Path) -> None:
+    header, rows = read_rows(real_files[1])
+    path = write_rows(tmp_path / "20201001.csv", header, rows[::-1])
+
+    result = ingest_file(loaded, path)
+
+    assert result.outcome == "replaced", result.message
+    assert result.replacement_warning == ""
+    assert "WARNING" not in result.message
 
 
 def test_parquet_content_is_read_as_parquet(loaded: Settings, november, tmp_path: Path) -> None:
@@ -358,6 +396,34 @@ def test_bad_file_is_rejected(loaded: Settings, november, tmp_path: Path, case: 
     before = warehouse_state(loaded)
 
     assert_rejected(loaded, path, before, expected)
+
+
+def test_short_row_counts_rows_not_fields(loaded: Settings, november, tmp_path: Path) -> None:
+    header, rows = november
+    rows = [list(row) for row in rows[:5]]
+    rows[4] = rows[4][:32]
+    path = write_rows(tmp_path / "20201101.csv", header, rows)
+
+    result = ingest_file(loaded, path)
+
+    assert result.outcome == "rejected"
+    assert "1 malformed row(s), missing columns" in result.message
+    assert "on line(s) 6" in result.message
+    assert result.rows == 5
+    assert format_result(result).startswith("REJECTED: 20201101.csv -> month 2020-11, 5 rows")
+
+
+def test_empty_id_is_shown_as_empty(loaded: Settings, november, tmp_path: Path) -> None:
+    header, rows = november
+    rows = list(rows)
+    rows[17] = _set(header, rows[17], "SK_ID_CURR", "")
+    path = write_rows(tmp_path / "20201101.csv", header, rows)
+
+    result = ingest_file(loaded, path)
+
+    assert result.outcome == "rejected"
+    assert "column SK_ID_CURR: 1 row(s) have no value: line 19: (empty)" in result.message
+    assert "None" not in result.message
 
 
 def test_id_of_earlier_month_is_rejected(loaded: Settings, november, real_files: list[Path],
