@@ -37,7 +37,14 @@ def record_event(store: StateStore, who: str, role: str | None, action: str, tar
             " values (?, ?, ?, ?, ?, ?, ?)",
             [utc_now(), who, role, action, target, outcome, (detail or None) and detail[:2000]],
         )
-    logger.info("audit: %s (%s) %s %s -> %s", who, role or "-", action, target or "-", outcome)
+    logger.info("audit: %s (%s) %s %s -> %s%s", who, role or "-", action, target or "-", outcome,
+                f": {_one_line(detail)}" if detail else "")
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """Return ``text`` on one line and at most ``limit`` characters long, for the log."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def recent_events(store: StateStore, limit: int = 100, action: str | None = None

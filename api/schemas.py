@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.runs import STEPS
 
@@ -74,6 +74,9 @@ class MonthOut(BaseModel):
 
 class RunIn(BaseModel):
     """A request to run the monthly flow for one month."""
+
+    # An unknown field (a misspelled ``from_step``) is a 422, not a silently ignored option.
+    model_config = ConfigDict(extra="forbid")
 
     month: str = Field(pattern=CALENDAR_MONTH_PATTERN, examples=["2021-01"])
     from_step: StepName | None = Field(default=None, description="start at this step")
@@ -156,6 +159,8 @@ class HealthOut(BaseModel):
 
 
 class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(min_length=1, max_length=64, examples=["alice"])
     role: Role
 

@@ -370,7 +370,8 @@ def create_app(settings: Settings, max_upload_bytes: int | None = None,
         try:
             received = await receive_upload_or_error(request)
         except UploadError as error:
-            record_event(store, token.name, token.role, "upload", None, "invalid", error.message)
+            record_event(store, token.name, token.role, "upload", error.audit_target(), "invalid",
+                         error.message)
             return JSONResponse({"detail": error.message}, error.status_code)
         target = f"{received.month} ({received.client_filename}, {received.size_bytes} bytes)"
         try:

@@ -9,6 +9,7 @@ size limit stops the upload as soon as the file passes it. The stored file is na
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import logging
@@ -22,6 +23,7 @@ import anyio
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
+from flows.gate_read import delimiter_finding
 from flows.months import monthly_file_name, parse_month
 from flows.schema import ID_COLUMN
 
@@ -44,12 +46,24 @@ _BINARY_SIGNATURES = (b"PK\x03\x04", b"\x1f\x8b", b"%PDF", b"\x89PNG", b"\xff\xd
 
 
 class UploadError(Exception):
-    """An upload the API rejects, with the HTTP status and a message saying what to do."""
+    """An upload the API rejects, with the HTTP status and a message saying what to do.
+
+    ``client_filename`` (sanitized by :func:`safe_display_name`) and ``month`` are set when
+    the form got far enough to contain them, for the audit log.
+    """
 
     def __init__(self, status_code: int, message: str) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
+        self.client_filename: str | None = None
+        self.month: str | None = None
+
+    def audit_target(self) -> str | None:
+        """Return the audit target: ``month (client file name)`` with the parts known."""
+        if self.client_filename is None:
+            return self.month
+        return f"{self.month or '-'} ({self.client_filename})"
 
 
 @dataclass(frozen=True)
@@ -229,8 +243,9 @@ async def receive_upload(request: Request, upload_root: Path, max_bytes: int) ->
                     await out.write(data)
             parser.finalize()
         return _finish_upload(receiver, part_path, upload_dir)
-    except UploadError:
+    except UploadError as error:
         shutil.rmtree(upload_dir, ignore_errors=True)
+        _describe_form(error, receiver)
         raise
     except ClientDisconnect:
         shutil.rmtree(upload_dir, ignore_errors=True)
@@ -242,6 +257,14 @@ async def receive_upload(request: Request, upload_root: Path, max_bytes: int) ->
         raise UploadError(400, "the multipart body is malformed: send a form with the fields "
                                "'file' and 'month' (e.g. curl -F file=@20210101.csv "
                                "-F month=2021-01)") from None
+
+
+def _describe_form(error: UploadError, receiver: _FormReceiver) -> None:
+    """Copy the client's file name and a valid month of the form into ``error``."""
+    if receiver.client_filename is not None:
+        error.client_filename = safe_display_name(receiver.client_filename)
+    with contextlib.suppress(ValueError):
+        error.month = parse_month(receiver.fields.get("month") or "")
 
 
 def _finish_upload(receiver: _FormReceiver, part_path: Path, upload_dir: Path) -> ReceivedUpload:
@@ -272,6 +295,7 @@ def sniff_format(path: Path, client_name: str) -> str:
 
     Parquet files start and end with ``PAR1``. A CSV must be UTF-8 text whose first line is a
     header naming the application key ``SK_ID_CURR``; the gate checks every other column.
+    A header separated by ';', tabs or '|' gets the gate's message about the delimiter.
     """
     size = path.stat().st_size
     with path.open("rb") as handle:
@@ -298,6 +322,10 @@ def sniff_format(path: Path, client_name: str) -> str:
     except csv.Error:
         header = []
     if ID_COLUMN not in {name.strip().upper() for name in header}:
+        wrong_delimiter = delimiter_finding(header_line)
+        if wrong_delimiter:
+            raise UploadError(422, f"{client_name!r}: {wrong_delimiter.message}: "
+                                   f"{wrong_delimiter.hint}")
         raise UploadError(422, f"{client_name!r} has no header row naming {ID_COLUMN}: the first "
                                f"line must be the column names of the application file "
                                f"({ID_COLUMN}, TARGET, NAME_CONTRACT_TYPE, ...)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import time
@@ -255,6 +256,84 @@ def test_run_for_month_without_data_422(server: ApiServer):
     assert response.status_code == 422
     assert "upload" in response.json()["detail"]
     assert invalid_step.status_code == 422
+
+
+def test_unknown_request_fields_422(server: ApiServer):
+    with server.client("admin") as client:
+        run = client.post("/api/v1/runs", json={"month": "2021-02", "from": "bogus"})
+        token = client.post("/api/v1/tokens",
+                            json={"name": "extra", "role": "viewer", "expires": "never"})
+        runs = client.get("/api/v1/runs").json()
+    assert run.status_code == 422, run.text
+    assert "from: Extra inputs are not permitted" in run.json()["detail"]
+    assert token.status_code == 422, token.text
+    assert "expires" in token.json()["detail"]
+    assert not [r for r in runs if r["month"] == "2021-02"]
+
+
+def test_page_run_request_matches_schema(server: ApiServer):
+    with server.client() as client:
+        schema = client.get("/openapi.json").json()
+    run_in = schema["components"]["schemas"]["RunIn"]
+    assert run_in["additionalProperties"] is False
+    script = (Path(__file__).parents[1] / "api" / "static" / "app.js").read_text()
+    start_run = script[script.index("async function startRun"):]
+    start_run = start_run[:start_run.index("\n}\n")]
+    sent = set(re.findall(r"request\.(\w+) =", start_run))
+    sent |= set(re.findall(r"(\w+): \$\(", start_run))
+    assert sent == {"month", "reuse_model", "from_step"}
+    assert sent <= set(run_in["properties"])
+
+
+def test_semicolon_upload_names_delimiter(server: ApiServer, tmp_path: Path):
+    path = tmp_path / "20210201.csv"
+    path.write_text("SK_ID_CURR;TARGET\n100001;0\n", encoding="utf-8")
+    with server.client("operator") as client:
+        response = upload(client, path, "2021-02", filename="march;export.csv")
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert "separated by semicolons (';')" in detail
+    assert "comma-separated" in detail
+    with server.client("admin") as client:
+        entries = client.get("/api/v1/audit", params={"action": "upload"}).json()
+    entry = next(e for e in entries if e["outcome"] == "invalid")
+    assert entry["target"] == "2021-02 (march;export.csv)"
+    assert "separated by semicolons" in entry["detail"]
+
+
+def test_form_error_audit_names_file(server: ApiServer):
+    with server.client("operator") as client:
+        response = client.post("/api/v1/uploads", data={"month": "2021-13"},
+                               files={"file": ("../march.csv", b"SK_ID_CURR\n1\n")})
+    assert response.status_code == 422, response.text
+    with server.client("admin") as client:
+        entries = client.get("/api/v1/audit", params={"action": "upload"}).json()
+    entry = next(e for e in entries if e["outcome"] == "invalid")
+    assert entry["target"] == "- (../march.csv)"
+    assert "2021-13" in entry["detail"]
+
+
+def test_audit_log_line_has_reason(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    from api.audit import record_event
+
+    store = StateStore(tmp_path / "state.sqlite")
+    store.init()
+    with caplog.at_level("INFO", logger="api.audit"):
+        record_event(store, "alice", "operator", "upload", "2021-02 (a.csv)", "invalid",
+                     "line 1 is separated by semicolons\nsecond line")
+    assert ("audit: alice (operator) upload 2021-02 (a.csv) -> invalid: line 1 is separated "
+            "by semicolons second line") in caplog.text
+
+
+def test_sniff_names_semicolon_delimiter(tmp_path: Path):
+    from api.uploads import UploadError, sniff_format
+
+    path = tmp_path / "x.csv"
+    path.write_text("SK_ID_CURR;TARGET\n1;0\n", encoding="utf-8")
+    with pytest.raises(UploadError) as raised:
+        sniff_format(path, "x.csv")
+    assert raised.value.status_code == 422
+    assert "separated by semicolons (';')" in raised.value.message
 
 
 def test_tokens_lifecycle(server: ApiServer):
