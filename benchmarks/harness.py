@@ -284,14 +284,31 @@ def _stop_time(text: str | None) -> datetime | None:
     return now.replace(hour=hour, minute=minute, second=0, microsecond=0)
 
 
-def run(config: Config, work: Path, out: Path, chart: Path | None, stop_at: str | None,
-        command: str) -> dict[str, Any]:
-    """Run the whole benchmark; return the results (also written to ``out`` as they come)."""
-    work.mkdir(parents=True, exist_ok=True)
-    deadline = _stop_time(stop_at)
-    results: dict[str, Any] = {
+# Settings that must match for measurements to be appended to an earlier results file.
+_COMPARABLE = ("rows", "trials", "max_rounds", "seed")
+
+
+def start_results(config: Config, out: Path, command: str, append: bool) -> dict[str, Any]:
+    """Return new results, or with ``append`` the earlier results in ``out`` to add to.
+
+    Raises ValueError when the earlier results were measured with other rows, trials, rounds
+    or seed, because their numbers would not be comparable.
+    """
+    if append and out.exists():
+        results = json.loads(out.read_text())
+        earlier = results["config"]
+        different = [name for name in _COMPARABLE if earlier[name] != getattr(config, name)]
+        if different:
+            raise ValueError(f"cannot append to {out}: it was measured with other "
+                             f"{', '.join(different)}; use the same values or another --out")
+        earlier["sizes"] = sorted(set(earlier["sizes"]) | set(config.sizes))
+        results["commands"] = [*results.get("commands", [results["command"]]), command]
+        results["finished"] = False
+        return results
+    return {
         "benchmark": "creditflow monthly run versus the notebook pipeline, by history size",
         "command": command,
+        "commands": [command],
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "finished": False,
         "config": asdict(config),
@@ -301,7 +318,16 @@ def run(config: Config, work: Path, out: Path, chart: Path | None, stop_at: str 
         "runs": [],
         "skipped": [],
     }
-    sizes = list(config.sizes)
+
+
+def run(config: Config, work: Path, out: Path, chart: Path | None, stop_at: str | None,
+        command: str, append: bool = False) -> dict[str, Any]:
+    """Run the whole benchmark; return the results (also written to ``out`` as they come)."""
+    work.mkdir(parents=True, exist_ok=True)
+    deadline = _stop_time(stop_at)
+    results = start_results(config, out, command, append)
+    # With --append, the summary covers the earlier sizes too.
+    sizes = list(results["config"]["sizes"])
 
     def save() -> None:
         results["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -319,14 +345,14 @@ def run(config: Config, work: Path, out: Path, chart: Path | None, stop_at: str 
         save()
 
     data = generate_data(config, work / "files")
-    results["generation"] = data
+    results["generation"] = results["generation"] or data
     save()
     files = month_files(data)
     snapshots = prepare_histories(config, files, work, results, save)
 
     for repetition in range(1, config.repetitions + 1):
         # Largest first: the targets are checked on the two largest sizes.
-        for size in sorted(sizes, reverse=True):
+        for size in sorted(config.sizes, reverse=True):
             expected = _expected_seconds(results["runs"], size)
             if deadline and expected and time.time() + expected > deadline.timestamp():
                 logger.warning("size %d, repetition %d skipped: it would end after %s UTC "
@@ -337,7 +363,7 @@ def run(config: Config, work: Path, out: Path, chart: Path | None, stop_at: str 
             measure_size(config, size, repetition, files, snapshots[size], work, keep)
 
     for repetition in range(1, config.data_repetitions + 1):
-        for size in sorted(sizes, reverse=True):
+        for size in sorted(config.sizes, reverse=True):
             earlier = [run["wall_seconds"] for run in results["runs"]
                        if run["size"] == size and run.get("data_only")]
             # Before the first data-only run of a size, assume five minutes.
@@ -390,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="chart PNG (default: next to the results JSON)")
     parser.add_argument("--stop-at", metavar="HH:MM",
                         help="UTC time of day: a measurement that would end later is skipped")
+    parser.add_argument("--append", action="store_true",
+                        help="add the measurements to the results already in --out (same rows, "
+                             "trials, rounds and seed) instead of replacing them")
     parser.add_argument("--keep-data", action="store_true",
                         help="keep the generated files and deployments after the run")
     return parser
@@ -411,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "benchmarks.harness",
                           *(sys.argv[1:] if argv is None else argv)])
     try:
-        run(config, work, out, chart, args.stop_at, command)
+        run(config, work, out, chart, args.stop_at, command, append=args.append)
     finally:
         if not args.keep_data:
             shutil.rmtree(work, ignore_errors=True)

@@ -195,6 +195,24 @@ def test_parse_sizes_rejects_bad_input() -> None:
         harness.parse_sizes("five")
 
 
+def test_append_keeps_earlier_runs(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    config = harness.MODES["quick"]
+    first = harness.start_results(config, out, "first", append=False)
+    first["runs"].append(_month(3, 1.0, 2.0))
+    out.write_text(json.dumps(first))
+
+    smaller = harness.Config(**{**harness.asdict(config), "sizes": (5,)})
+    appended = harness.start_results(smaller, out, "second", append=True)
+    assert appended["runs"] == first["runs"]
+    assert appended["commands"] == ["first", "second"]
+    assert appended["config"]["sizes"] == [1, 2, 3, 5]
+
+    other = harness.Config(**{**harness.asdict(config), "trials": 7})
+    with pytest.raises(ValueError, match="other trials"):
+        harness.start_results(other, out, "third", append=True)
+
+
 def test_month_after_crosses_year() -> None:
     assert harness._month_after("2020-01", 9) == "2020-10"
     assert harness._month_after("2020-11", 3) == "2021-02"
