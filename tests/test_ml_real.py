@@ -47,23 +47,25 @@ def test_real_month_out_of_time(real_settings):
     try:
         months = connection.execute("select month from model_training_months where model_id = ?",
                                     [outcome.model_id]).fetchall()
-        feature_count = connection.execute(
-            "select count(*) from information_schema.columns "
-            "where table_name = 'application_features'").fetchone()[0]
+        columns = {row[0] for row in connection.execute(
+            "select column_name from information_schema.columns "
+            "where table_name = 'application_features'").fetchall()}
     finally:
         connection.close()
     assert ("2021-01",) not in months
     metadata = json.loads((real_settings.models / outcome.model_id / "metadata.json").read_text())
     assert metadata["metrics"]["training_rows"] == 2999 + 3 * 1000
     selection = service.load_params().feature_selection
-    expected = feature_count - 3
+    assert not set(selection["excluded"]) & set(metadata["features"])
+    available = len(columns - {"sk_id_curr", "month", "target"} - set(selection["excluded"]))
+    expected = available
     if selection["method"] == "top_k":
         expected = min(expected, selection["top_k"])
     if selection["method"] == "gain_share":
         assert len(metadata["features"]) <= expected
     else:
         assert len(metadata["features"]) == expected
-    assert len(metadata["feature_selection"]["gain"]) in (0, feature_count - 3)
+    assert len(metadata["feature_selection"]["gain"]) in (0, available)
 
     scored = service.score_month(real_settings, "2021-01")
     logger.info("real sample 2021-01: validation AUC %.4f on 2020-12, realized AUC %.4f",
@@ -86,6 +88,7 @@ def test_model_quality_benchmark_quick(real_settings, real_files, tmp_path):
     assert low < result["difference"] < high
     assert result["creditflow"]["validation_month"] == "2020-12"
     assert result["creditflow"]["features"] <= result["creditflow"]["features_available"]
+    assert 0.6 < result["creditflow_with_code_gender"]["auc"] < 0.9
     out = tmp_path / "model_quality.json"
     out.write_text(json.dumps(result, default=str))
     assert json.loads(out.read_text())["notebook"]["columns"] == 20
