@@ -95,7 +95,12 @@ class Location:
         self.fs.invalidate_cache(self.root)
         try:
             entries = self.fs.ls(self.root, detail=True)
-        except FileNotFoundError:
+        except FileNotFoundError as error:
+            # s3fs raises this both for a prefix with no object yet and for a missing bucket.
+            bucket = self.root.split("/", 1)[0]
+            if not self.is_local and not self.fs.exists(bucket):
+                raise StorageError(f"bucket {bucket} of {self.url} not found: create it or "
+                                   "correct the URL") from error
             return []
         except Exception as error:  # noqa: BLE001 - botocore errors are not OSError subclasses
             raise StorageError(f"listing {self.url} failed: {type(error).__name__}: {error}. "

@@ -296,6 +296,8 @@ class Watcher:
         self.state.set_listing(item.name, "checksum", checksum)
         earlier = self.state.taken(item.name, checksum)
         if earlier is not None:
+            # NOTE: with the default inbox (the local inbox folder itself) the duplicate stays
+            # there, so the next run of its month started by hand or by the schedule lands it.
             if staged.parent == self.staging:
                 staged.unlink(missing_ok=True)
             logger.info("%s skipped: the same bytes (sha256 %s) were taken at %s, status %s",
@@ -305,7 +307,7 @@ class Watcher:
         status = STAGED if month == HISTORY else RUNNING
         self.state.record(item.name, checksum, item.size, month, status)
         target = self._local_inbox_path(item.name)
-        if staged != target:
+        if staged.resolve() != target.resolve():
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged, target)
         if month == HISTORY:

@@ -21,9 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from flows.cli import main
 from flows.config import Settings
 from flows.month_lock import lock_path
 from flows.pipeline_runs import RUN
+from flows.storage import Location, StorageError
 from flows.warehouse import connect
 from flows.watch import (
     INTERRUPTED,
@@ -177,6 +179,33 @@ def test_running_month_is_left_alone(settings, real_files, tmp_path):
     assert not settings.warehouse.exists()
 
 
+def test_default_inbox_is_local_inbox(settings, real_files):
+    watcher = Watcher(settings)
+    shutil.copy(real_files[0], settings.inbox / "initial.csv")
+
+    assert watcher.inbox.url == str(settings.inbox)
+    assert watcher.output.url == str(settings.exports)
+    assert _actions(watcher.scan()) == {"initial.csv": "waiting"}
+    assert _actions(watcher.scan()) == {"initial.csv": "staged"}
+    assert sorted(path.name for path in settings.inbox.iterdir()) == ["initial.csv"]
+    assert not any((settings.home / "watch").glob("*"))
+
+
+def test_watch_command_once(settings, real_files, tmp_path, monkeypatch):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    shutil.copy(real_files[0], drop / "initial.csv")
+    monkeypatch.setenv("CREDITFLOW_INBOX_URL", str(drop))
+    monkeypatch.setenv("CREDITFLOW_OUTPUT_URL", str(tmp_path / "out"))
+
+    assert main(["watch", "--once"]) == 0
+    assert not (settings.inbox / "initial.csv").exists()
+    assert main(["watch", "--once", "--interval", "5"]) == 0
+    assert (settings.inbox / "initial.csv").read_bytes() == real_files[0].read_bytes()
+    assert (drop / "initial.csv").exists()
+    assert main(["watch", "--once", "--interval", "0"]) == 2
+
+
 # --- a real monthly run per arrival ----------------------------------------------------------
 
 @pytest.mark.slow
@@ -222,6 +251,16 @@ def s3_server(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     yield endpoint
     server.stop()
+
+
+def test_s3_listing_and_missing_bucket(s3_server):
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="lender-inbox")
+
+    assert Location("s3://lender-inbox/creditflow/incoming").list_files() == []
+    with pytest.raises(StorageError, match="bucket lender-missing of s3://lender-missing/in"):
+        Location("s3://lender-missing/in").list_files()
 
 
 @pytest.mark.slow
