@@ -52,16 +52,15 @@ from flows.months import (  # noqa: E402
     month_range,
     month_sort_key,
     monthly_file_name,
-    parse_month,
     previous_month,
 )
 from flows.notify import build_payload, notify  # noqa: E402
 from flows.pipeline_runs import FAILED, RUN, SKIPPED, SUCCEEDED  # noqa: E402
+from flows.run_command import STEPS, select_steps, validate_month  # noqa: E402, F401
 from flows.warehouse import WarehouseLockedError, connect, table_exists  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-STEPS = ("land", "gate", "build", "train", "score", "monitor", "export", "report", "notify")
 FLOW_NAME = "creditflow-monthly"
 
 # Settings of the run started by run_month; a deployment run reads them from the environment.
@@ -74,31 +73,26 @@ class RunFailedError(CreditflowError):
     """A step of a monthly run failed; the message names the month, the step and the cause."""
 
     def __init__(self, month: str, step: str, error: str) -> None:
-        super().__init__(
-            f"month {month} failed at step {step}: {error}\n"
-            f"After fixing the cause, rerun from that step: "
-            f"creditflow run --month {month} --from {step}"
-        )
+        advice = rerun_advice(month, step)
+        super().__init__(f"month {month} failed at step {step}: {error}\n{advice}")
         self.month = month
         self.step = step
         self.error = error
 
 
+def rerun_advice(month: str, step: str) -> str:
+    """Return the command that reruns ``month`` after a failure at ``step``.
+
+    A rerun from ``gate`` skips ``land``, so it never reads a fixed file put back in the inbox.
+    After a failure at ``land`` or ``gate`` the advice is to run the whole month.
+    """
+    if step in ("land", "gate"):
+        return f"After fixing the cause, run the month again: creditflow run --month {month}"
+    return (f"After fixing the cause, rerun from that step: "
+            f"creditflow run --month {month} --from {step}")
+
+
 # --- choosing what to run -------------------------------------------------------------------
-
-def select_steps(from_step: str | None = None, only_step: str | None = None) -> list[str]:
-    """Return the steps a run executes: all, those from ``from_step`` on, or ``only_step``."""
-    if from_step and only_step:
-        raise CreditflowError("give either a step to start from or a single step, not both")
-    for name in (from_step, only_step):
-        if name and name not in STEPS:
-            raise CreditflowError(f"unknown step {name!r}: choose one of {', '.join(STEPS)}")
-    if only_step:
-        return [only_step]
-    if from_step:
-        return list(STEPS[STEPS.index(from_step):])
-    return list(STEPS)
-
 
 def month_before(moment: datetime, timezone: str) -> str:
     """Return the calendar month before the one ``moment`` falls in, in ``timezone``."""
@@ -117,16 +111,7 @@ def resolve_month(month: str | None, timezone: str) -> str:
     if month is None:
         scheduled = runtime.flow_run.scheduled_start_time or datetime.now(UTC)
         return month_before(scheduled, timezone)
-    try:
-        value = parse_month(month)
-    except ValueError as error:
-        raise CreditflowError(str(error)) from error
-    if value == HISTORY:
-        raise CreditflowError(
-            "the history file is loaded by the run of the first calendar month: put initial.csv "
-            "in the inbox and run that month (e.g. creditflow run --month 2020-10)"
-        )
-    return value
+    return validate_month(month)
 
 
 # --- retries --------------------------------------------------------------------------------
@@ -190,29 +175,35 @@ def loaded_rows(settings: Settings, month: str) -> int:
     return int(count or 0)
 
 
-def _inbox_files(settings: Settings, month: str) -> tuple[list[Path], Path | None]:
-    monthly, history = [], None
+def _inbox_files(settings: Settings, month: str) -> tuple[list[Path], Path | None, list[Path]]:
+    """Return the inbox files of ``month``, the history file, and the files of no month."""
+    monthly, history, unnamed = [], None, []
     if not settings.inbox.is_dir():
-        return monthly, history
+        return monthly, history, unnamed
     for path in sorted(settings.inbox.iterdir()):
         if not path.is_file() or path.name.startswith("."):
             continue
         try:
             file_month = month_from_filename(path)
         except ValueError:
+            unnamed.append(path)
             continue
         if file_month == month:
             monthly.append(path)
         elif file_month == HISTORY:
             history = path
-    return monthly, history
+    return monthly, history, unnamed
 
 
 @step_task("land")
 def land(settings: Settings, month: str) -> dict[str, Any]:
     """Move the month's file, and the history file while no history is loaded, out of the inbox."""
     log = get_run_logger()
-    monthly, history = _inbox_files(settings, month)
+    monthly, history, unnamed = _inbox_files(settings, month)
+    for path in unnamed:
+        log.warning("%s land: ignoring %s in %s: its name gives no month. Name the history file "
+                    "initial.csv and a monthly file YYYYMMDD.csv (%s for %s); CSV or Parquet",
+                    month, path.name, settings.inbox, monthly_file_name(month), month)
     if len(monthly) > 1:
         names = ", ".join(path.name for path in monthly)
         raise CreditflowError(
@@ -599,8 +590,10 @@ def backfill(settings: Settings, first: str, last: str, reuse_model: bool = Fals
             summaries.append(run_month(settings, month, reuse_model=reuse_model, trials=trials))
         except RunFailedError as error:
             remaining = months[months.index(month):]
+            # The cause alone: the run's own advice names `creditflow run`, not the backfill.
             raise CreditflowError(
-                f"backfill stopped: {error}\nMonths done: "
+                f"backfill stopped: month {month} failed at step {error.step}: {error.error}\n"
+                f"Months done: "
                 f"{', '.join(s['month'] for s in summaries) or 'none'}; not done: "
                 f"{', '.join(remaining)}. After the fix: creditflow backfill --from {month} "
                 f"--to {months[-1]}"
@@ -671,20 +664,6 @@ def format_summary(summary: dict[str, Any]) -> str:
     for alert in summary.get("alerts") or []:
         lines.append(f"  alert: {alert.get('message') or alert}")
     return "\n".join(lines)
-
-
-def command_run(args: Any, settings: Settings) -> int:
-    summary = run_month(settings, args.month, from_step=args.from_step,
-                        only_step=args.only_step, reuse_model=args.reuse_model)
-    print(format_summary(summary))
-    return 0
-
-
-def command_backfill(args: Any, settings: Settings) -> int:
-    summaries = backfill(settings, args.first, args.last, reuse_model=args.reuse_model)
-    for summary in summaries:
-        print(format_summary(summary))
-    return 0
 
 
 def command_status(args: Any, settings: Settings) -> int:

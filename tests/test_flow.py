@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -16,11 +17,13 @@ from types import SimpleNamespace
 import pytest
 
 from flows import pipeline_runs
+from flows.config import REPO_ROOT
 from flows.errors import CreditflowError
 from flows.month_lock import MonthLockedError, lock_path, month_lock, process_is_running
 from flows.monthly import (
     STEPS,
     RunFailedError,
+    backfill,
     command_status,
     is_transient,
     month_before,
@@ -29,6 +32,7 @@ from flows.monthly import (
     select_steps,
     step_task,
 )
+from flows.run_command import hide_expected_tracebacks
 from flows.warehouse import WarehouseLockedError, connect
 from tests.webhook import WebhookReceiver
 
@@ -94,6 +98,82 @@ def test_resolve_month_rejects_history():
 def test_resolve_month_rejects_invalid():
     with pytest.raises(CreditflowError, match="invalid month '2021-13'"):
         resolve_month("2021-13", "UTC")
+
+
+def test_rerun_advice_after_gate_runs_month():
+    # A rerun from gate skips land, so a fixed file put back in the inbox would never be read.
+    for step in ("land", "gate"):
+        message = str(RunFailedError("2021-03", step, "the gate rejected 20210301.csv"))
+        assert message.endswith("run the month again: creditflow run --month 2021-03"), step
+        assert "--from" not in message, step
+
+
+def test_rerun_advice_after_build_from_step():
+    message = str(RunFailedError("2021-03", "build", "dbt failed"))
+    assert message.endswith("rerun from that step: creditflow run --month 2021-03 --from build")
+
+
+# --- the command line before Prefect starts --------------------------------------------------
+
+_CLI_WITHOUT_PREFECT = (
+    "import sys\n"
+    "from flows.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    "print('prefect imported' if 'prefect' in sys.modules else 'prefect not imported')\n"
+    "sys.exit(code)\n"
+)
+
+
+@pytest.mark.parametrize(("arguments", "error"), [
+    (["run", "--month", "2021-13"], "error: invalid month '2021-13'"),
+    (["run", "--month", "history"], "error: the history file is loaded by the run"),
+    (["run", "--month", "2021-03", "--from", "gat"], "error: unknown step 'gat'"),
+    (["run", "--month", "2021-03", "--only", "scoring"], "error: unknown step 'scoring'"),
+    (["backfill", "--from", "2021-03", "--to", "2021-01"], "error: empty month range"),
+    (["backfill", "--from", "2021-3", "--to", "2021-04"], "error: invalid month '2021-3'"),
+])
+def test_cli_rejects_arguments_before_prefect(settings, arguments, error):
+    completed = subprocess.run(
+        [sys.executable, "-c", _CLI_WITHOUT_PREFECT, "--home", str(settings.home), *arguments],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert completed.returncode == 2, completed.stderr
+    assert completed.stderr.startswith(error), completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert completed.stdout.strip() == "prefect not imported"
+
+
+def _format_with_console_handler(error: BaseException) -> tuple[str, logging.LogRecord]:
+    try:
+        raise error
+    except type(error):
+        record = logging.LogRecord("prefect.flow_runs", logging.ERROR, __file__, 1,
+                                   "Encountered exception during execution: %r", (error,),
+                                   sys.exc_info())
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    # Only this handler, so that pytest's own log handlers keep their formatters.
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers = [handler]
+    try:
+        hide_expected_tracebacks()
+    finally:
+        root.handlers = saved
+    return handler.format(record), record
+
+
+def test_console_hides_creditflow_traceback():
+    text, record = _format_with_console_handler(RunFailedError("2021-03", "gate", "rejected"))
+    assert text.startswith("ERROR Encountered exception during execution: RunFailedError(")
+    assert "Traceback" not in text
+    # Other handlers of the record, such as Prefect's API log handler, keep the traceback.
+    assert record.exc_info is not None
+
+
+def test_console_keeps_other_traceback():
+    text, _ = _format_with_console_handler(ValueError("a bug"))
+    assert "Traceback (most recent call last)" in text
+    assert "ValueError: a bug" in text
 
 
 # --- retries -------------------------------------------------------------------------------
@@ -231,7 +311,7 @@ def test_run_without_file_fails_at_gate(settings):
     assert error.step == "gate"
     assert "no applications loaded for month 2021-01" in str(error)
     assert "20210101.csv" in str(error)
-    assert "creditflow run --month 2021-01 --from gate" in str(error)
+    assert str(error).endswith("run the month again: creditflow run --month 2021-01")
 
     assert len(receiver.messages) == 1
     message = receiver.messages[0]
@@ -245,6 +325,27 @@ def test_run_without_file_fails_at_gate(settings):
     assert rows == [("run", "failed"), ("land", "succeeded"), ("gate", "failed"),
                     ("notify", "succeeded")]
     assert not lock_path(settings, "2021-01").exists()
+
+
+def test_land_warns_of_unnamed_file(settings, caplog):
+    unnamed = settings.inbox / "march.csv"
+    unnamed.write_text("SK_ID_CURR,TARGET\n1,0\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        run_month(settings, "2021-03", only_step="land")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("ignoring march.csv" in text for text in warnings), warnings
+    assert any("initial.csv" in text and "YYYYMMDD.csv" in text for text in warnings), warnings
+    assert unnamed.exists()
+
+
+def test_backfill_failure_names_one_command(settings):
+    with pytest.raises(CreditflowError) as caught:
+        backfill(settings, "2021-01", "2021-02")
+    message = str(caught.value)
+    assert message.startswith("backfill stopped: month 2021-01 failed at step gate: no "
+                              "applications loaded for month 2021-01")
+    assert message.endswith("After the fix: creditflow backfill --from 2021-01 --to 2021-02")
+    assert "creditflow run" not in message
 
 
 def test_run_rejected_file_fails_at_gate(settings, real_files):
