@@ -15,6 +15,7 @@ import csv
 import hashlib
 import logging
 import os
+import sys
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -296,10 +297,22 @@ def _realized_auc(settings: Settings, month: str) -> float | None:
 
 
 def command_ingest_labels(args, settings: Settings) -> int:
-    """Run ``creditflow ingest-labels FILE --month M``, then rebuild features and monitoring."""
+    """Run ``creditflow ingest-labels FILE --month M``, then rebuild features and monitoring.
+
+    Returns 1 when the labels file is rejected, like ``creditflow ingest`` for a rejected
+    file. An invalid ``--month`` raises CreditflowError, which the CLI reports with exit code 2.
+    """
     from flows.dbt_runner import DbtError, build_features, build_monitoring
 
-    result = ingest_labels(settings, args.file, args.month)
+    try:
+        parse_month(args.month)
+    except ValueError as error:
+        raise CreditflowError(str(error)) from error
+    try:
+        result = ingest_labels(settings, args.file, args.month)
+    except LabelsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(result.message)
     try:
         build_features(settings)

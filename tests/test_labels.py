@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from flows.cli import main
 from flows.config import load_settings
 from flows.dbt_runner import build_features
 from flows.ingest import ingest_file
@@ -194,3 +195,20 @@ def test_labels_rebuild_applications(home, tmp_path):
             ids[:2]).fetchall())
     assert applications == {ids[0]: 0, ids[1]: 1}
     assert features == {ids[0]: 0, ids[1]: 1}
+
+
+def test_cli_rejected_labels_exit_1(settings, tmp_path, capsys):
+    # Like `creditflow ingest` for a rejected file: 1, while 2 stays for invalid arguments.
+    path = _write(tmp_path / "labels.csv", [(100002, 1)])
+    code = main(["--home", str(settings.home), "ingest-labels", str(path), "--month", "2019-05"])
+    assert code == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: labels file {path} rejected")
+    assert "month 2019-05 has no applications" in error
+
+
+def test_cli_labels_invalid_month_exit_2(settings, tmp_path, capsys):
+    path = _write(tmp_path / "labels.csv", [(100002, 1)])
+    code = main(["--home", str(settings.home), "ingest-labels", str(path), "--month", "2019-5"])
+    assert code == 2
+    assert capsys.readouterr().err.startswith("error: invalid month '2019-5'")
