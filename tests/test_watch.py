@@ -206,6 +206,20 @@ def test_watch_command_once(settings, real_files, tmp_path, monkeypatch):
     assert main(["watch", "--once", "--interval", "0"]) == 2
 
 
+def test_rejected_file_fails_once(settings, tmp_path):
+    watcher = _watcher(settings, tmp_path / "drop", tmp_path / "out")
+    (tmp_path / "drop" / "20210101.csv").write_text("SK_ID_CURR,TARGET\n100002,0\n")
+
+    watcher.scan()
+    assert _actions(watcher.scan()) == {"20210101.csv": "failed"}
+    assert _actions(watcher.scan()) == {"20210101.csv": "known"}
+    [row] = watcher.state.files()
+    assert row["status"] == "failed"
+    assert "failed at step gate" in row["message"]
+    assert list(settings.quarantine.rglob("*_20210101.csv.*"))
+    assert not (tmp_path / "out").exists()
+
+
 # --- a real monthly run per arrival ----------------------------------------------------------
 
 @pytest.mark.slow
