@@ -140,8 +140,8 @@ def _broken_project(tmp_path: Path) -> tuple[Path, Path, str]:
                     ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
     model = project / "models" / "intermediate" / "int_application_features_derived.sql"
     original = model.read_text(encoding="utf-8")
-    broken = original.replace("select applications.*",
-                              "select applications.*, applications.no_such_column", 1)
+    broken = original.replace("as credit_income_ratio,",
+                              "as credit_income_ratio,\n        no_such_column,", 1)
     assert broken != original
     model.write_text(broken, encoding="utf-8")
     return project, model, original
