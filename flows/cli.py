@@ -42,7 +42,8 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "ingest-labels": ("flows.labels", "command_ingest_labels",
                       "load late-arriving default labels for a past month"),
     "report": ("flows.report", "command_report", "write the monthly monitoring report (HTML)"),
-    "profile": ("flows.profile", "command_profile", "write a data profile of a file or month (HTML)"),
+    "profile": ("flows.profile", "command_profile",
+                "write a data profile of a file or month (HTML)"),
     "watch": ("flows.watch", "command_watch",
               "run each month when its file arrives in the inbox (folder or S3 prefix)"),
 }
@@ -91,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name in ("train", "score", "compare", "export"):
         _add_month(parsers[name])
-    parsers["train"].add_argument("--trials", type=int, help="Optuna trials (default from ml/params.yml)")
+    parsers["train"].add_argument("--trials", type=int,
+                                  help="Optuna trials (default from ml/params.yml)")
 
     steps = "land, gate, build, train, score, monitor, export, report, notify"
     p = parsers["run"]
@@ -108,12 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reuse-model", action="store_true",
                    help="score with the current champion instead of retraining")
 
-    parsers["status"].add_argument("--limit", type=int, default=10, help="runs to show (default 10)")
+    parsers["status"].add_argument("--limit", type=int, default=10,
+                                   help="runs to show (default 10)")
 
     for name in ("deploy", "serve"):
         parsers[name].add_argument("--cron", default="0 6 1 * *",
                                    help="schedule (default '0 6 1 * *': 06:00 on the 1st)")
-        parsers[name].add_argument("--timezone", help="schedule time zone (default $CREDITFLOW_TIMEZONE or UTC)")
+        parsers[name].add_argument(
+            "--timezone", help="schedule time zone (default $CREDITFLOW_TIMEZONE or UTC)")
 
     p = parsers["demo"]
     p.add_argument("--rows-per-month", type=int, default=5000, help="rows per generated month")
