@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # Prefect reads its settings when first imported, possibly before flows.monthly sets this. Its
 # temporary server took 22 s to start on a busy 2-core machine, past Prefect's 20 s default.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+# Prefect keeps its database under PREFECT_HOME (default ~/.prefect). A database migrated by
+# another Prefect version makes the temporary server fail to start, so tests use their own.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="creditflow-tests-prefect-")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 
 
