@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from flows.config import Settings
+from flows.sqlite_state import sqlite_connection
 
 STATE_FILE_NAME = "api.sqlite3"
 
@@ -87,13 +87,6 @@ class StateStore:
             for statement in _SCHEMA:
                 connection.execute(statement)
 
-    @contextlib.contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        """Yield a connection that commits on success and rolls back on error."""
-        connection = sqlite3.connect(self.path, timeout=10.0)
-        connection.row_factory = sqlite3.Row
-        try:
-            with connection:
-                yield connection
-        finally:
-            connection.close()
+    def connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """Return a connection context that commits on success and rolls back on error."""
+        return sqlite_connection(self.path, timeout=10.0)

@@ -1,4 +1,4 @@
-"""Opening the DuckDB warehouse: one place that knows about its file lock.
+"""Connections to the DuckDB warehouse, and the one place that handles its file lock.
 
 DuckDB lets one process hold a read-write connection to a file, and that connection locks the
 file against every other process, read-only ones included. Every step therefore opens the
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 class WarehouseLockedError(RuntimeError):
-    """Another process holds the DuckDB file open."""
+    """Raised when another process has the DuckDB file open."""
 
 
 def _is_lock_error(error: duckdb.Error) -> bool:

@@ -30,7 +30,6 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +39,7 @@ from flows.config import Settings
 from flows.errors import CreditflowError
 from flows.month_lock import lock_path, process_is_running, read_holder
 from flows.months import HISTORY, month_from_filename
+from flows.sqlite_state import sqlite_connection
 from flows.storage import Location, StoredFile, inbox_url, output_url
 
 logger = logging.getLogger(__name__)
@@ -118,15 +118,8 @@ class WatchState:
         with self.connect() as connection:
             connection.executescript(_SCHEMA)
 
-    @contextlib.contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        connection = sqlite3.connect(self.path, timeout=30)
-        connection.row_factory = sqlite3.Row
-        try:
-            with connection:
-                yield connection
-        finally:
-            connection.close()
+    def connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return sqlite_connection(self.path, timeout=30)
 
     def previous_listing(self) -> dict[str, sqlite3.Row]:
         with self.connect() as connection:
