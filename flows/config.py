@@ -24,10 +24,16 @@ class Settings:
     home: Path
     webhook_url: str | None = None
     schedule_timezone: str = "UTC"
-    # Where the watcher lists incoming files and publishes outputs: a local path or an
-    # s3://bucket/prefix URL. None means the local inbox and exports folders (flows.storage).
+    # Where the watcher lists incoming files and publishes outputs, and where ingest keeps
+    # accepted originals and quarantines rejected files: a local path or an s3://bucket/prefix
+    # URL. None means the local inbox, exports, landed and quarantine folders (flows.storage).
     inbox_url: str | None = None
     output_url: str | None = None
+    landed_url: str | None = None
+    quarantine_url: str | None = None
+    # The Prefect deployment (flow/deployment) the watcher triggers for a month; None runs the
+    # month in the watcher's own process.
+    deployment: str | None = None
 
     @property
     def warehouse(self) -> Path:
@@ -72,4 +78,7 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
         schedule_timezone=os.environ.get("CREDITFLOW_TIMEZONE", "UTC"),
         inbox_url=os.environ.get("CREDITFLOW_INBOX_URL") or None,
         output_url=os.environ.get("CREDITFLOW_OUTPUT_URL") or None,
+        landed_url=os.environ.get("CREDITFLOW_LANDED_URL") or None,
+        quarantine_url=os.environ.get("CREDITFLOW_QUARANTINE_URL") or None,
+        deployment=os.environ.get("CREDITFLOW_DEPLOYMENT") or None,
     )

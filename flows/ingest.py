@@ -11,7 +11,9 @@ One call of :func:`ingest_file` is one attempt and writes one ``load_log`` row:
 - ``rejected``: the file failed the gate or the cross-month check; a copy of it and a JSON report
   go to the quarantine folder and the warehouse keeps its earlier rows.
 
-Accepted bytes are kept read-only under ``landed/<month>/<sha256 prefix>_<file name>``.
+Accepted bytes are kept read-only under ``landed/<month>/<sha256 prefix>_<file name>``, or under
+that key of ``CREDITFLOW_LANDED_URL`` when it is set. Rejected bytes and their report go to
+``quarantine/<month>/`` or ``CREDITFLOW_QUARANTINE_URL`` the same way (see flows.storage).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from flows.gate_read import STAGED_VIEW
 from flows.gate_report import Finding, GateReport, format_findings
 from flows.months import month_from_filename, parse_month
 from flows.schema import COLUMNS, ID_COLUMN, TARGET_COLUMN
+from flows.storage import Location, landed_url, quarantine_url
 from flows.suite import SUITE_NAME, SUITE_PATH, load_suite
 from flows.warehouse import WarehouseLockedError, connect, init_warehouse
 
@@ -56,9 +59,10 @@ class IngestResult:
     sha256: str
     load_id: str
     report: dict[str, Any] = field(default_factory=dict)
-    report_path: Path | None = None
+    # Local paths, or URLs (str) when the landed or quarantine location is an object store.
+    report_path: Path | str | None = None
     message: str = ""
-    stored_path: Path | None = None
+    stored_path: Path | str | None = None
     # Set when a replacement changes data that predictions or labels of the month depend on.
     replacement_warning: str = ""
 
@@ -88,8 +92,20 @@ def _copy_and_hash(source: Path, target: Path) -> str:
     return digest.hexdigest()
 
 
-def _keep(received: Path, folder: Path, name: str) -> Path:
-    """Move the received copy to ``folder/name`` as a read-only file; keep an existing one."""
+def _keep(received: Path, location: Location, month: str, name: str) -> Path | str:
+    """Move the received copy to ``<location>/<month>/<name>``; keep an existing one.
+
+    A local copy becomes read-only. Returns the local path, or the URL of the object.
+    """
+    if not location.is_local:
+        key = f"{month}/{name}"
+        # NOTE: an object store keeps the object writable; make it immutable with the bucket's
+        # own means (S3 Object Lock or a policy without PutObject on existing keys).
+        stored = location.path_of(key) if location.exists(key) else \
+            location.put_object(received, key)
+        received.unlink()
+        return stored
+    folder = Path(location.root) / month
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / name
     if target.exists():  # same hash prefix and name: the same bytes were kept before
@@ -100,10 +116,12 @@ def _keep(received: Path, folder: Path, name: str) -> Path:
     return target
 
 
-def _write_report(path: Path, report: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
-    return path
+def _write_report(location: Location, month: str, name: str,
+                  report: dict[str, Any]) -> Path | str:
+    """Write the JSON report as ``<location>/<month>/<name>``; return its path or URL."""
+    text = json.dumps(report, indent=2, default=str) + "\n"
+    stored = location.write_bytes(f"{month}/{name}", text.encode("utf-8"))
+    return Path(stored) if location.is_local else stored
 
 
 def _resolve_month(path: Path, month: str | None) -> str:
@@ -274,15 +292,15 @@ def _report_dict(report: GateReport, result: IngestResult, now: datetime) -> dic
 def _reject(settings: Settings, connection: duckdb.DuckDBPyConnection, result: IngestResult,
             report: GateReport, file_name: str, incoming: Path, kept_name: str, user: str,
             now: datetime) -> IngestResult:
-    folder = settings.quarantine / result.month
-    result.stored_path = _keep(incoming, folder, kept_name)
-    result.report_path = folder / f"{kept_name}.{result.load_id}.report.json"
+    quarantine = Location(quarantine_url(settings))
+    result.stored_path = _keep(incoming, quarantine, result.month, kept_name)
+    report_name = f"{kept_name}.{result.load_id}.report.json"
     first = report.failures[0]
     others = len(report.failures) - 1
     result.message = (f"{file_name} rejected for month {result.month}: {first.message}"
                       + (f" (and {others} more failed check(s))" if others else ""))
     result.report = _report_dict(report, result, now)
-    _write_report(result.report_path, result.report)
+    result.report_path = _write_report(quarantine, result.month, report_name, result.report)
     _log_attempt(connection, result, file_name, user, now)
     logger.warning("rejected %s for month %s: %s", file_name, result.month, first.message)
     return result
@@ -291,10 +309,14 @@ def _reject(settings: Settings, connection: duckdb.DuckDBPyConnection, result: I
 def _accept(settings: Settings, connection: duckdb.DuckDBPyConnection, result: IngestResult,
             report: GateReport, current: tuple[str, int] | None, file_name: str, incoming: Path,
             kept_name: str, user: str, now: datetime) -> IngestResult:
-    folder = settings.landed / result.month
+    landed = Location(landed_url(settings))
     result.outcome = "replaced" if current else "loaded"
-    result.stored_path = _keep(incoming, folder, kept_name)
-    result.report_path = folder / f"{kept_name}.{result.load_id}.report.json"
+    result.stored_path = _keep(incoming, landed, result.month, kept_name)
+    report_name = f"{kept_name}.{result.load_id}.report.json"
+    # The report is written after the commit, so load_log names it before it exists.
+    result.report_path = landed.path_of(f"{result.month}/{report_name}")
+    if landed.is_local:
+        result.report_path = Path(result.report_path)
     result.message = f"{file_name}: {result.rows} rows {result.outcome} for month {result.month}"
     if current:
         result.message += f" (previously {current.rows} rows from other bytes)"
@@ -314,7 +336,7 @@ def _accept(settings: Settings, connection: duckdb.DuckDBPyConnection, result: I
     except duckdb.Error:
         connection.execute("rollback")
         raise
-    _write_report(result.report_path, result.report)
+    _write_report(landed, result.month, report_name, result.report)
     if result.replacement_warning:
         logger.warning("%s", result.message)
     else:
@@ -325,10 +347,14 @@ def _accept(settings: Settings, connection: duckdb.DuckDBPyConnection, result: I
 def _log_unchanged(settings: Settings, connection: duckdb.DuckDBPyConnection, file_name: str,
                    incoming: Path, sha256: str, month: str, rows: int, load_id: str, user: str,
                    now: datetime) -> IngestResult:
-    stored = settings.landed / month / f"{sha256[:_HASH_PREFIX]}_{file_name}"
+    landed = Location(landed_url(settings))
+    key = f"{month}/{sha256[:_HASH_PREFIX]}_{file_name}"
+    stored: Path | str = landed.path_of(key)
+    if landed.is_local:
+        stored = Path(stored)
     result = IngestResult(
         outcome="unchanged", month=month, rows=rows, sha256=sha256, load_id=load_id,
-        stored_path=stored if stored.exists() else None,
+        stored_path=stored if landed.exists(key) else None,
         message=f"{file_name}: month {month} already contains these bytes ({rows} rows), so "
                 "nothing changed",
     )

@@ -1,11 +1,14 @@
 """Storage locations given as URLs: a local folder by default, ``s3://bucket/prefix`` when set.
 
-``CREDITFLOW_INBOX_URL`` is where other systems drop the month's files and ``CREDITFLOW_OUTPUT_URL``
-is where the watcher publishes predictions and reports. Both are read by fsspec, and by s3fs for
-``s3://`` URLs. The S3 endpoint, region and credentials come from the standard AWS variables
+``CREDITFLOW_INBOX_URL`` is where other systems drop the month's files, ``CREDITFLOW_OUTPUT_URL``
+is where the watcher publishes predictions and reports, ``CREDITFLOW_LANDED_URL`` keeps the
+accepted originals and ``CREDITFLOW_QUARANTINE_URL`` the rejected files with their reports. All
+are opened by fsspec, and by s3fs for ``s3://`` URLs. The S3 endpoint, region and credentials
+come from the standard AWS variables
 (``AWS_ENDPOINT_URL`` or ``AWS_ENDPOINT_URL_S3``, ``AWS_REGION`` or ``AWS_DEFAULT_REGION``,
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_PROFILE``), which
-botocore reads itself. This module never logs them.
+botocore reads itself. This module never logs them, and it rejects a URL that contains them
+(``s3://key:secret@bucket``) without showing them.
 
 Writes are atomic for readers of the location. A local file is written under a hidden temporary
 name in the target folder, then renamed. An S3 object is uploaded complete (one PUT, or a multipart
@@ -21,6 +24,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import fsspec
 
@@ -55,6 +59,25 @@ def output_url(settings: Settings) -> str:
     return settings.output_url or str(settings.exports)
 
 
+def landed_url(settings: Settings) -> str:
+    """Return the URL that keeps accepted originals (default: the local landed folder)."""
+    return settings.landed_url or str(settings.landed)
+
+
+def quarantine_url(settings: Settings) -> str:
+    """Return the URL that keeps rejected files and reports (default: the local quarantine)."""
+    return settings.quarantine_url or str(settings.quarantine)
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` without the user name, password and query string it may contain."""
+    parts = urlsplit(url)
+    if not parts.scheme or len(parts.scheme) == 1:  # a local path (or a Windows drive letter)
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
 def _s3_options() -> dict[str, Any]:
     client: dict[str, str] = {}
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
@@ -70,11 +93,17 @@ class Location:
     """A folder or an object-store prefix, opened from its URL."""
 
     def __init__(self, url: str) -> None:
-        self.url = url.rstrip("/") or url
-        protocol = fsspec.utils.get_protocol(self.url)
+        opened = url.rstrip("/") or url
+        # The URL shown in logs, messages and load_log, without credentials.
+        self.url = redact_url(opened)
+        protocol = fsspec.utils.get_protocol(opened)
+        if self.url != opened and not self.url.startswith("file:"):
+            raise StorageError(f"storage location {self.url} has credentials or options in its "
+                               "URL: remove them and set AWS_ACCESS_KEY_ID and "
+                               "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) instead")
         options = _s3_options() if protocol in ("s3", "s3a") else {}
         try:
-            self.fs, self.root = fsspec.core.url_to_fs(self.url, **options)
+            self.fs, self.root = fsspec.core.url_to_fs(opened, **options)
         except (ImportError, ValueError) as error:
             raise StorageError(f"cannot open storage location {self.url}: {error}. Use a local "
                                "path or an s3://bucket/prefix URL") from error
@@ -156,4 +185,52 @@ class Location:
             raise StorageError(f"writing {source} to {self.path_of(name)} failed: {error}") \
                 from error
         logger.info("published %s to %s", source.name, self.path_of(name))
+        return self.path_of(name)
+
+    def exists(self, name: str) -> bool:
+        """Return True when the file ``name`` (a path relative to the location) exists."""
+        target = f"{self.root}/{name}"
+        try:
+            if self.is_local:
+                return Path(target).is_file()
+            self.fs.invalidate_cache(target)
+            return bool(self.fs.exists(target))
+        except Exception as error:  # noqa: BLE001 - botocore errors are not OSError subclasses
+            raise StorageError(f"checking {self.path_of(name)} failed: {type(error).__name__}: "
+                               f"{error}. Check the URL, the bucket and the AWS settings") \
+                from error
+
+    def put_object(self, source: Path, name: str) -> str:
+        """Store the local file ``source`` as ``name`` in an object store; return its URL.
+
+        ``name`` may contain ``/``. The object appears complete or not at all (see the module
+        documentation). For a local location use :meth:`upload`.
+        """
+        try:
+            self.fs.put_file(str(source), f"{self.root}/{name}")
+        except Exception as error:  # noqa: BLE001 - botocore errors are not OSError subclasses
+            raise StorageError(f"writing {source.name} to {self.path_of(name)} failed: "
+                               f"{type(error).__name__}: {error}. Check the bucket, its "
+                               "permissions and the AWS settings") from error
+        return self.path_of(name)
+
+    def write_bytes(self, name: str, data: bytes) -> str:
+        """Write ``data`` as the file ``name`` atomically; return its URL (local: its path)."""
+        target = f"{self.root}/{name}"
+        try:
+            if self.is_local:
+                path = Path(target)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+                try:
+                    temporary.write_bytes(data)
+                    os.replace(temporary, path)
+                finally:
+                    temporary.unlink(missing_ok=True)
+                return target
+            self.fs.pipe_file(target, data)
+        except Exception as error:  # noqa: BLE001 - botocore errors are not OSError subclasses
+            raise StorageError(f"writing {self.path_of(name)} failed: {type(error).__name__}: "
+                               f"{error}. Check the location, its permissions and, for S3, the "
+                               "AWS settings") from error
         return self.path_of(name)

@@ -267,6 +267,80 @@ def s3_server(monkeypatch):
     server.stop()
 
 
+def _month_rows(settings: Settings) -> dict[str, int]:
+    with connect(settings.warehouse, read_only=True) as connection:
+        rows = connection.execute(
+            "select month, count(*) from raw_applications group by month").fetchall()
+    return dict(rows)
+
+
+def _keys(s3, bucket: str, prefix: str) -> list[str]:
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return sorted(item["Key"][len(prefix):] for item in listed.get("Contents", []))
+
+
+def test_s3_landed_and_quarantine(s3_server, settings, real_files, tmp_path, caplog,
+                                   monkeypatch):
+    import boto3
+
+    from flows.ingest import ingest_file
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrHIDDENKEY")
+    s3 = boto3.client("s3", endpoint_url=s3_server)
+    s3.create_bucket(Bucket="lender-archive")
+    configured = dataclasses.replace(settings, landed_url="s3://lender-archive/landed/",
+                                     quarantine_url="s3://lender-archive/quarantine")
+    caplog.set_level(logging.INFO)
+
+    history = ingest_file(configured, real_files[0])
+    october = ingest_file(configured, real_files[1])
+    assert (history.outcome, october.outcome) == ("loaded", "loaded")
+    kept = f"2020-10/{october.sha256[:12]}_20201001.csv"
+    assert october.stored_path == f"s3://lender-archive/landed/{kept}"
+    assert s3.get_object(Bucket="lender-archive", Key=f"landed/{kept}")["Body"].read() == \
+        real_files[1].read_bytes()
+    assert f"2020-10/{october.sha256[:12]}_20201001.csv.{october.load_id}.report.json" in \
+        _keys(s3, "lender-archive", "landed/")
+    assert f"history/{history.sha256[:12]}_initial.csv" in _keys(s3, "lender-archive",
+                                                                "landed/")
+
+    bad = tmp_path / "20201101.csv"
+    lines = real_files[2].read_text().splitlines(keepends=True)
+    bad.write_text(lines[0] + lines[1].replace(lines[1].split(",", 1)[0], "not-a-number", 1)
+                   + "".join(lines[2:]))
+    rejected = ingest_file(configured, bad)
+    assert rejected.outcome == "rejected"
+    quarantined = _keys(s3, "lender-archive", "quarantine/")
+    prefix = f"2020-11/{rejected.sha256[:12]}_20201101.csv"
+    assert quarantined == [prefix, f"{prefix}.{rejected.load_id}.report.json"]
+    report = json.loads(s3.get_object(Bucket="lender-archive",
+                                      Key=f"quarantine/{quarantined[1]}")["Body"].read())
+    assert report["outcome"] == "rejected"
+    assert report["file"] == "20201101.csv"
+    assert rejected.report_path == f"s3://lender-archive/quarantine/{quarantined[1]}"
+
+    again = ingest_file(configured, real_files[1])
+    assert again.outcome == "unchanged"
+    assert again.stored_path == october.stored_path
+    assert _month_rows(settings) == {"history": 2999, "2020-10": 1000}
+    # The local folders only held the temporary copies, which are gone.
+    assert sorted(path.name for path in settings.landed.iterdir()) == []
+    assert sorted(path.name for path in settings.quarantine.iterdir()) == []
+
+    with connect(settings.warehouse, read_only=True) as connection:
+        logged = connection.execute("select stored_path, report_path, message from load_log"
+                                    ).fetchall()
+    shown = [str(value) for row in logged for value in row] + caplog.messages
+    assert not [text for text in shown if "HIDDENKEY" in text]
+
+
+def test_credentials_in_url_rejected():
+    with pytest.raises(StorageError, match="has credentials or options in its URL") as caught:
+        Location("s3://AKIDUSER:wJalrHIDDENKEY@lender-archive/landed")
+    assert "HIDDENKEY" not in str(caught.value)
+    assert "s3://lender-archive/landed" in str(caught.value)
+
+
 def test_s3_listing_and_missing_bucket(s3_server):
     import boto3
 
