@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import tempfile
@@ -11,20 +10,14 @@ from pathlib import Path
 import pytest
 
 from flows.config import Settings, load_settings
+from flows.sample_split import REAL_MONTHS, REAL_SPLIT, split_sample
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "home_credit"
 REAL_SAMPLE = SHARED_DATA / "application_sample.csv"
 REAL_UNLABELED = SHARED_DATA / "application_unlabeled_sample.csv"
 
-# How the business splits the real sample, in file order: history, then four months of 1,000 rows.
-REAL_SPLIT = [
-    ("initial.csv", 2999),
-    ("20201001.csv", 1000),
-    ("20201101.csv", 1000),
-    ("20201201.csv", 1000),
-    ("20210101.csv", 1000),
-]
-REAL_MONTHS = ["2020-10", "2020-11", "2020-12", "2021-01"]
+# REAL_SPLIT and REAL_MONTHS (imported above) stay importable from here for the tests.
+__all__ = ["REAL_MONTHS", "REAL_SAMPLE", "REAL_SPLIT", "REAL_UNLABELED", "SHARED_DATA"]
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -52,20 +45,7 @@ def split_real_sample(out_dir: Path) -> list[Path]:
     """Write the real sample as the business's files (initial.csv, then YYYYMMDD.csv)."""
     if not REAL_SAMPLE.exists():
         pytest.skip(f"real sample not found at {REAL_SAMPLE}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with REAL_SAMPLE.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader)
-        paths = []
-        for name, count in REAL_SPLIT:
-            path = out_dir / name
-            with path.open("w", newline="", encoding="utf-8") as out:
-                writer = csv.writer(out)
-                writer.writerow(header)
-                for _ in range(count):
-                    writer.writerow(next(reader))
-            paths.append(path)
-    return paths
+    return split_sample(REAL_SAMPLE, out_dir)
 
 
 @pytest.fixture(scope="session")
