@@ -90,6 +90,12 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
+def _difference(minuend: float | None, subtrahend: float | None) -> float | None:
+    if minuend is None or subtrahend is None:
+        return None
+    return minuend - subtrahend
+
+
 def _expected_features(row: dict[str, str]) -> dict[str, float | int | None]:
     """Compute the engineered features of one file row in plain Python."""
     days_employed = _number(row["DAYS_EMPLOYED"])
@@ -110,9 +116,15 @@ def _expected_features(row: dict[str, str]) -> dict[str, float | int | None]:
                                        _number(row["AMT_INCOME_TOTAL"])),
         "annuity_credit_ratio": _ratio(_number(row["AMT_ANNUITY"]), _number(row["AMT_CREDIT"])),
         "goods_credit_ratio": _ratio(_number(row["AMT_GOODS_PRICE"]), _number(row["AMT_CREDIT"])),
+        "income_per_family_member": _ratio(_number(row["AMT_INCOME_TOTAL"]),
+                                           _number(row["CNT_FAM_MEMBERS"])),
+        "credit_goods_difference": _difference(_number(row["AMT_CREDIT"]),
+                                               _number(row["AMT_GOODS_PRICE"])),
         "age_years": -days_birth / 365.25,
         "employment_years": None if days_employed is None else -days_employed / 365.25,
         "employment_age_ratio": _ratio(days_employed, days_birth),
+        "id_publish_age_ratio": _ratio(_number(row["DAYS_ID_PUBLISH"]), days_birth),
+        "phone_change_age_ratio": _ratio(_number(row["DAYS_LAST_PHONE_CHANGE"]), days_birth),
         "ext_source_count": len(present),
         "ext_source_min": min(present) if present else None,
         "ext_source_max": max(present) if present else None,
@@ -120,6 +132,8 @@ def _expected_features(row: dict[str, str]) -> dict[str, float | int | None]:
         "ext_source_std": statistics.pstdev(present) if present else None,
         "ext_source_product": (scores[0] * scores[1] * scores[2]
                                if len(present) == len(scores) else None),
+        "ext_source_2_3_product": (scores[1] * scores[2]
+                                   if scores[1] is not None and scores[2] is not None else None),
         "missing_field_count": missing,
         "document_flag_count": sum(int(row[name] or 0) for name in DOCUMENT_FLAGS),
         "is_days_employed_sentinel": int(row["DAYS_EMPLOYED"] == str(DAYS_EMPLOYED_NOT_EMPLOYED)),

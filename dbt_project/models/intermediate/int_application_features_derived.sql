@@ -43,7 +43,11 @@ amount_ratios as (
         {{ safe_divide('amt_credit', 'amt_income_total') }} as credit_income_ratio,
         {{ safe_divide('amt_annuity', 'amt_income_total') }} as annuity_income_ratio,
         {{ safe_divide('amt_annuity', 'amt_credit') }} as annuity_credit_ratio,
-        {{ safe_divide('amt_goods_price', 'amt_credit') }} as goods_credit_ratio
+        {{ safe_divide('amt_goods_price', 'amt_credit') }} as goods_credit_ratio,
+        {{ safe_divide('amt_income_total', 'cnt_fam_members') }} as income_per_family_member,
+        -- The part of the loan not spent on the goods (fees, insurance); null for cash loans
+        -- without a goods price.
+        amt_credit - amt_goods_price as credit_goods_difference
     from month_applications
 
 ),
@@ -55,7 +59,9 @@ durations as (
         *,
         {{ safe_divide('-days_birth', 365.25) }} as age_years,
         {{ safe_divide('-days_employed', 365.25) }} as employment_years,
-        {{ safe_divide('days_employed', 'days_birth') }} as employment_age_ratio
+        {{ safe_divide('days_employed', 'days_birth') }} as employment_age_ratio,
+        {{ safe_divide('days_id_publish', 'days_birth') }} as id_publish_age_ratio,
+        {{ safe_divide('days_last_phone_change', 'days_birth') }} as phone_change_age_ratio
     from amount_ratios
 
 ),
@@ -81,7 +87,10 @@ external_score_summary as (
         {{ least_present(external_scores) }} as ext_source_min,
         {{ greatest_present(external_scores) }} as ext_source_max,
         {{ safe_divide(score_sum, 'ext_source_count') }} as ext_source_mean,
-        {{ external_scores | join(' * ') }} as ext_source_product
+        {{ external_scores | join(' * ') }} as ext_source_product,
+        -- ext_source_1 is missing for about half of the applicants, so the product of all three
+        -- is often null while this one is not.
+        ext_source_2 * ext_source_3 as ext_source_2_3_product
     from external_score_presence
 
 ),
