@@ -115,6 +115,9 @@ def _check(raw: dict[str, Any], where: str) -> None:
     validation = raw["validation"]
     if not isinstance(validation.get("offset"), int) or validation["offset"] < 1:
         raise _fail(where, "validation.offset", validation.get("offset"), "an integer >= 1")
+    pooled = validation.setdefault("months", 1)
+    if not isinstance(pooled, int) or pooled < 1:
+        raise _fail(where, "validation.months", pooled, "an integer >= 1")
     fraction = validation.get("history_holdout_fraction")
     if not isinstance(fraction, int | float) or not 0 < fraction < 1:
         raise _fail(where, "validation.history_holdout_fraction", fraction,

@@ -119,7 +119,8 @@ def train_month(settings: Settings, month: str, trials: int | None = None,
 
     inventory = store.month_inventory(settings)
     labeled = inventory.loc[inventory["labeled"] > 0, "month"].tolist()
-    plan = plan_split(labeled, inventory["month"].tolist(), month, params.validation["offset"])
+    plan = plan_split(labeled, inventory["month"].tolist(), month, params.validation["offset"],
+                      params.validation["months"])
     unlabeled = [m for m in inventory["month"]
                  if m not in labeled and month_sort_key(m) < month_sort_key(month)]
     if unlabeled:
@@ -256,7 +257,7 @@ def _split_rows(frame: pd.DataFrame, target: np.ndarray, plan: SplitPlan,
     if plan.out_of_time:
         months = frame["month"].to_numpy()
         tuning = np.flatnonzero(np.isin(months, list(plan.tuning_months)))
-        validation = np.flatnonzero(months == plan.validation_month)
+        validation = np.flatnonzero(np.isin(months, list(plan.validation_months)))
         _require_two_classes(target[tuning], f"tuning months {', '.join(plan.tuning_months)}",
                              plan.score_month)
         _require_two_classes(target[validation], f"validation month {plan.validation_month}",
@@ -292,8 +293,8 @@ def _champion_auc(settings: Settings, champion_row: dict[str, Any], plan: SplitP
     recorded = json.loads(champion_row["metrics"] or "{}")
     if champion_row["validation_month"] == plan.validation_month:
         return recorded.get("validation_auc")
-    if not plan.out_of_time or plan.validation_month in json.loads(
-            champion_row["training_months"]):
+    champion_months = set(json.loads(champion_row["training_months"]))
+    if not plan.out_of_time or champion_months & set(plan.validation_months):
         return None
     model = load_model(settings, champion_row)
     rows = frame.iloc[validation_rows]
