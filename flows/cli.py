@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="list the inbox once, act, then exit")
     p.add_argument("--reuse-model", action="store_true",
                    help="score with the current champion instead of retraining")
+    p.add_argument("--deployment",
+                   help="Prefect deployment (flow/deployment) to trigger for each month instead "
+                        "of running it in this process (default $CREDITFLOW_DEPLOYMENT)")
     return parser
 
 

@@ -69,7 +69,15 @@ def _schedule(cron: str, timezone: str):
 
 def run_environment(settings: Settings, timezone: str) -> dict[str, str]:
     """Return the variables a deployment's runs need to find this deployment's data."""
-    return {"CREDITFLOW_HOME": str(settings.home), "CREDITFLOW_TIMEZONE": timezone}
+    env = {"CREDITFLOW_HOME": str(settings.home), "CREDITFLOW_TIMEZONE": timezone}
+    # The gate step of a run keeps originals and rejected files at these locations. The AWS
+    # credentials are not copied into the deployment, so the worker needs them in its own
+    # environment.
+    if settings.landed_url:
+        env["CREDITFLOW_LANDED_URL"] = settings.landed_url
+    if settings.quarantine_url:
+        env["CREDITFLOW_QUARANTINE_URL"] = settings.quarantine_url
+    return env
 
 
 def build_deployment(settings: Settings, cron: str = DEFAULT_CRON, timezone: str | None = None,

@@ -99,8 +99,8 @@ def _keep(received: Path, location: Location, month: str, name: str) -> Path | s
     """
     if not location.is_local:
         key = f"{month}/{name}"
-        # NOTE: an object store keeps the object writable; make it immutable with the bucket's
-        # own means (S3 Object Lock or a policy without PutObject on existing keys).
+        # NOTE: the object stays writable in the store. Make the prefix immutable in the bucket
+        # itself, with S3 Object Lock or a policy that denies overwriting keys.
         stored = location.path_of(key) if location.exists(key) else \
             location.put_object(received, key)
         received.unlink()

@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from flows.watch import (
     Watcher,
     is_temporary_name,
     sha256_of,
+    wait_for_change,
 )
 
 WATCH_LOGGER = "flows.watch"
@@ -204,6 +206,33 @@ def test_watch_command_once(settings, real_files, tmp_path, monkeypatch):
     assert (settings.inbox / "initial.csv").read_bytes() == real_files[0].read_bytes()
     assert (drop / "initial.csv").exists()
     assert main(["watch", "--once", "--interval", "0"]) == 2
+
+
+def test_folder_event_ends_wait(tmp_path):
+    import threading
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    assert wait_for_change(drop, 0.2) is False
+    assert wait_for_change(None, 0.01) is False
+
+    # The upload is repeated until the wait ends, because the wait may start after a first write.
+    stop = threading.Event()
+
+    def upload() -> None:
+        while not stop.is_set():
+            (drop / "20210101.csv").write_text("SK_ID_CURR\n")
+            stop.wait(0.2)
+
+    uploader = threading.Thread(target=upload)
+    uploader.start()
+    try:
+        # Far longer than the upload interval: only a missed event makes it time out.
+        changed = wait_for_change(drop, 120)
+    finally:
+        stop.set()
+        uploader.join()
+    assert changed is True
 
 
 def test_rejected_file_fails_once(settings, tmp_path):
@@ -385,3 +414,112 @@ def test_s3_arrival_publishes_predictions(s3_server, backfilled_home, real_files
     assert row["status"] == SUCCEEDED
     assert _run_detail(home, row["run_id"])["trigger_file"] == \
         "s3://lender-inbox/creditflow/incoming/20210101.csv"
+
+
+# --- months run by the Prefect deployment ----------------------------------------------------
+
+def test_old_state_file_gets_deployment_column(settings, tmp_path):
+    import sqlite3
+
+    path = settings.home / "watch.sqlite3"
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "create table watch_files (name text not null, checksum text not null, size integer "
+            "not null, month text not null, status text not null, run_id text, taken_at text not "
+            "null, ended_at text, outputs text, message text, primary key (name, checksum))")
+        connection.execute("insert into watch_files (name, checksum, size, month, status, "
+                           "taken_at) values ('20210101.csv', 'ab', 1, '2021-01', 'succeeded', "
+                           "'2026-12-01T00:00:00+00:00')")
+    connection.close()
+
+    watcher = Watcher(settings)
+    [row] = watcher.state.files()
+    assert row["status"] == SUCCEEDED
+    assert row["deployment"] is None
+
+
+def test_watch_deployment_needs_server(settings, capsys):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        code = main(["watch", "--once", "--deployment", "creditflow-monthly/monthly"])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "cannot trigger deployment creditflow-monthly/monthly" in error
+    assert "PREFECT_API_URL is not set" in error
+
+
+@pytest.mark.slow
+def test_deployment_run_followed_after_restart(prefect_server, backfilled_home, real_files,
+                                               tmp_path, caplog):
+    """The watcher triggers the deployment, stops, and its restart follows the same flow run."""
+    from prefect.client.schemas.filters import DeploymentFilter
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.deployment import build_deployment, ensure_work_pool, full_name
+    from flows.watch_trigger import check_deployment
+    from tests.prefect_server import start_process, stop_process, tail
+
+    home = tmp_path / "home"
+    shutil.copytree(backfilled_home, home)
+    runs_before = _run_count(home)
+    drop, out = tmp_path / "drop", tmp_path / "out"
+    drop.mkdir()
+    # A pool and deployment of this test's own, so the worker runs no other test's flow runs.
+    pool, name = "creditflow-watch-test", "watched"
+    settings = Settings(home=home, inbox_url=str(drop), output_url=str(out),
+                        deployment=full_name(name))
+    caplog.set_level(logging.INFO, logger=WATCH_LOGGER)
+    caplog.set_level(logging.INFO, logger="flows.watch_trigger")
+
+    with temporary_settings({PREFECT_API_URL: prefect_server.url}):
+        deployment = build_deployment(settings)
+        deployment.name = name
+        # Without the monthly schedule, every flow run of the deployment is one the watcher made.
+        deployment.schedules = []
+        ensure_work_pool(pool)
+        deployment_id = deployment.apply(work_pool_name=pool)
+        assert check_deployment(full_name(name)) == str(deployment_id)
+
+        # No worker yet: the flow run stays scheduled, and the first watcher stops following it.
+        first = Watcher(settings, reuse_model=True, poll_seconds=1, follow_seconds=2)
+        shutil.copy(real_files[4], drop / "20210101.csv")
+        assert _actions(first.scan()) == {"20210101.csv": "waiting"}
+        assert _actions(first.scan()) == {"20210101.csv": "following"}
+        [row] = first.state.files()
+        assert row["status"] == RUNNING
+        flow_run_id = row["run_id"]
+        assert any(flow_run_id in message and "triggered deployment" in message
+                   for message in caplog.messages)
+
+        restarted = Watcher(settings, reuse_model=True, poll_seconds=1, follow_seconds=600)
+        log = tmp_path / "worker.log"
+        worker = start_process([sys.executable, "-m", "prefect", "worker", "start", "--pool",
+                                pool, "--type", "process"], prefect_server.env, log)
+        try:
+            decisions = [(item.name, item.action) for item in restarted.scan()]
+        finally:
+            stop_process(worker)
+        assert decisions == [("20210101.csv", "ran"), ("20210101.csv", "known")], tail(log)
+        assert _actions(restarted.scan()) == {"20210101.csv": "known"}
+
+        with prefect_server.client() as client:
+            flow_runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id={"any_": [deployment_id]}))
+    assert [str(flow_run.id) for flow_run in flow_runs] == [flow_run_id]
+    assert flow_runs[0].state.is_completed()
+    assert flow_runs[0].parameters == {"month": "2021-01", "reuse_model": True,
+                                       "trigger_file": f"{drop}/20210101.csv"}
+    assert _run_count(home) == runs_before + 1
+    assert any("following flow run" in message and flow_run_id in message
+               for message in caplog.messages)
+
+    [row] = restarted.state.files()
+    assert row["status"] == SUCCEEDED
+    assert row["run_id"] == flow_run_id
+    # The run's summary is the notification it sent, which names the file that started it.
+    assert _run_detail(home, flow_run_id)["trigger_file"] == f"{drop}/20210101.csv"
+    assert sorted(path.name for path in out.iterdir()) == [
+        "predictions_2021-01.csv", "predictions_2021-01.parquet", "report_2021-01.html"]
+    assert _ids_of_csv((out / "predictions_2021-01.csv").read_text(), "sk_id_curr") == \
+        _ids_of_csv(real_files[4].read_text(), "SK_ID_CURR")
