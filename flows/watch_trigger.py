@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from flows.config import Settings
 from flows.errors import CreditflowError
 from flows.pipeline_runs import RUN
@@ -58,6 +60,12 @@ def check_deployment(name: str) -> str:
             "creditflow deploy (creditflow-monthly/monthly) or creditflow serve "
             "(creditflow-monthly/monthly-local), or correct the name"
         ) from None
+    except httpx.HTTPError as error:
+        raise CreditflowError(
+            f"the Prefect server {url} of deployment {name} cannot be reached: "
+            f"{type(error).__name__}: {error}. Start it (prefect server start) or correct "
+            "PREFECT_API_URL"
+        ) from error
     return str(deployment.id)
 
 

@@ -449,6 +449,20 @@ def test_watch_deployment_needs_server(settings, capsys):
     assert "PREFECT_API_URL is not set" in error
 
 
+def test_watch_unreachable_server_named(settings, capsys):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tests.prefect_server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/api"
+    with temporary_settings({PREFECT_API_URL: url}):
+        code = main(["watch", "--once", "--deployment", "creditflow-monthly/monthly"])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert f"the Prefect server {url} of deployment creditflow-monthly/monthly" in error
+    assert "cannot be reached" in error
+
+
 @pytest.mark.slow
 def test_deployment_run_followed_after_restart(prefect_server, backfilled_home, real_files,
                                                tmp_path, caplog):
