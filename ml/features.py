@@ -73,34 +73,51 @@ def missing_columns(frame: pd.DataFrame, spec: FeatureSpec) -> list[str]:
     return [name for name in spec.features if name not in frame.columns]
 
 
-def to_matrix(frame: pd.DataFrame, spec: FeatureSpec) -> tuple[np.ndarray, dict[str, int]]:
+def to_matrix(frame: pd.DataFrame, spec: FeatureSpec, dtype: type = np.float64,
+              release_columns: bool = False) -> tuple[np.ndarray, dict[str, int]]:
     """Encode ``frame`` as a float matrix in model order.
 
     Returns the matrix and, per categorical column, how many non-missing values were not in the
-    saved categories; such values are encoded as missing.
+    saved categories; such values are encoded as missing. With ``release_columns``, each
+    feature column is dropped from ``frame`` once encoded, so a large frame and its matrix are
+    not held in memory together.
     """
     absent = missing_columns(frame, spec)
     if absent:
         raise CreditflowError(
             f"feature columns missing from the rows to encode: {', '.join(absent)}")
-    matrix = np.empty((len(frame), len(spec.features)), dtype=np.float64)
+    matrix = np.empty((len(frame), len(spec.features)), dtype=dtype)
     unseen: dict[str, int] = {}
     for position, name in enumerate(spec.features):
-        column = frame[name]
+        column = frame.pop(name) if release_columns else frame[name]
         if name in spec.categories:
             matrix[:, position], unseen_count = _encode_categorical(column, spec.categories[name])
             if unseen_count:
                 unseen[name] = unseen_count
         else:
             matrix[:, position] = _to_float(column, name)
+        del column
     return matrix, unseen
 
 
 def _encode_categorical(column: pd.Series, categories: tuple[str, ...]) -> tuple[np.ndarray, int]:
     present = column.notna().to_numpy()
-    text = column.astype(object).where(present, None)
-    text = text.map(lambda value: None if value is None else str(value))
-    codes = pd.Categorical(text, categories=list(categories)).codes.astype(np.float64)
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        # Look up each category once, then take the result by the column's codes.
+        positions = pd.Index(list(categories)).get_indexer(
+            column.cat.categories.astype(str))
+        codes = np.append(positions, -1)[column.cat.codes.to_numpy()].astype(np.float64)
+        unseen = int(np.count_nonzero((codes < 0) & present))
+        codes[codes < 0] = np.nan
+        return codes, unseen
+    if pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"):
+        values = column
+    else:
+        # Numbers or mixed values (rows sent to the API) are matched by their text.
+        values = column.astype(object).where(present, None)
+        values = values.map(lambda value: None if value is None else str(value))
+    # Index lookup in C: missing and unknown values get -1, like pd.Categorical codes.
+    codes = pd.Index(list(categories)).get_indexer(values).astype(np.float64)
     unseen = int(np.count_nonzero((codes < 0) & present))
     codes[codes < 0] = np.nan
     return codes, unseen

@@ -61,9 +61,14 @@ def fixed_params(params: ModelParams) -> dict[str, Any]:
 
 def make_dataset(matrix: np.ndarray, target: np.ndarray, spec: FeatureSpec, params: ModelParams,
                  reference: lgb.Dataset | None = None) -> lgb.Dataset:
+    """Wrap ``matrix`` in a LightGBM Dataset that lets go of it once binned.
+
+    LightGBM bins the rows when the Dataset is first trained on. After that the Dataset keeps
+    only the bins, so a row subset passed in here is freed then.
+    """
     return lgb.Dataset(matrix, label=target, feature_name=list(spec.features),
                        categorical_feature=spec.categorical or "auto", reference=reference,
-                       params=dataset_params(params), free_raw_data=False)
+                       params=dataset_params(params), free_raw_data=True)
 
 
 def _suggest(trial: optuna.Trial, space: dict[str, list[float]]) -> dict[str, Any]:
