@@ -1,15 +1,18 @@
-{% macro monitoring_feature_value_counts(relation, from_name, key_columns=['sk_id_curr', 'month', 'target']) %}
+{% macro monitoring_feature_value_counts(relation, from_name, key_columns=['sk_id_curr', 'month', 'target'], only_features=none) %}
     {#-
         Unpivot the feature columns of `relation` into one row per (month, feature, value) with
         the number of rows holding that value. Text and boolean columns fill `value_cat`, the
         others `value_num`; NULL values form their own row. Counting per value instead of
         keeping one row per application keeps the long table small for discrete features.
+        `only_features` (lowercase names), when given, limits the unpivot to those columns:
+        each column costs a pass over `relation`.
         The column list is read from the warehouse when the model runs, so a feature added to
         the feature mart is monitored without editing this macro.
     -#}
     {%- set columns = adapter.get_columns_in_relation(relation) if execute else [] -%}
     {%- set ns = namespace(features=[]) -%}
-    {%- for column in columns if column.name | lower not in key_columns -%}
+    {%- for column in columns if column.name | lower not in key_columns
+        and (only_features is none or column.name | lower in only_features) -%}
         {%- set ns.features = ns.features + [column] -%}
     {%- endfor -%}
 

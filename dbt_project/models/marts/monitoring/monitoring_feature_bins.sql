@@ -8,6 +8,23 @@
 
 {%- set bin_number_text = "cast(numeric_bins.bin_number as " ~ dbt.type_string() ~ ")" %}
 
+{#-
+    Only the champion's features are unpivoted: the feature table has about three times more
+    columns than a model keeps, and each unpivoted column is a pass over every month.
+-#}
+{%- set champion_feature_names = [] %}
+{%- if execute %}
+    {%- set champion_feature_query %}
+        select model_features.feature
+        from {{ source('creditflow', 'model_features') }} as model_features
+        inner join {{ source('creditflow', 'model_registry') }} as model_registry
+            on model_features.model_id = model_registry.model_id
+        where model_registry.status = 'champion'
+    {%- endset %}
+    {%- set champion_feature_names = run_query(champion_feature_query).columns[0].values()
+        | map('lower') | list %}
+{%- endif %}
+
 with
 
 -- read by the monitoring_feature_value_counts macro below, which sqlfluff cannot see
@@ -51,7 +68,10 @@ reference_months as (
 ),
 
 feature_values as (
-    {{ monitoring_feature_value_counts(ref('application_features'), 'application_features') }}
+    {{ monitoring_feature_value_counts(
+        ref('application_features'), 'application_features',
+        only_features=champion_feature_names
+    ) }}
 ),
 
 champion_values as (
