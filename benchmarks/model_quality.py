@@ -7,17 +7,20 @@ labels of 2021-01, which neither model trains on:
   tuned by 10 Optuna trials on a random 80/20 split of the training rows, then refit on all of
   them with the best parameters;
 - creditflow: the files go through the gate and dbt (ingest_file, build_features), then
-  train_month and score_month as in production (out-of-time validation on 2020-12).
+  train_month and score_month as in production, with ml/params.yml as it stands (out-of-time
+  validation on the months before 2021-01).
 
-Run from the repository root:
+With ``--backtest`` the script measures nothing on 2021-01: it compares candidate
+configurations on backtests that end before it (benchmarks/model_backtest.py) and records the
+table and the choice. Run from the repository root:
 
-    .venv/bin/python benchmarks/model_quality.py [--out benchmarks/results/model_quality.json]
+    .venv/bin/python benchmarks/model_quality.py --backtest   # choose the configuration
+    .venv/bin/python benchmarks/model_quality.py              # then measure 2021-01 once
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import platform
@@ -39,16 +42,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks import model_backtest  # noqa: E402
 from flows.config import Settings, load_settings  # noqa: E402
+from flows.sample_split import split_sample  # noqa: E402
 from ml import service, store  # noqa: E402
 from ml.params import ModelParams, load_params  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
 SAMPLE = REPO_ROOT.parent / "shared" / "data" / "home_credit" / "application_sample.csv"
-# The business's files of the real sample, in file order.
-SPLIT = [("initial.csv", 2999), ("20201001.csv", 1000), ("20201101.csv", 1000),
-         ("20201201.csv", 1000), ("20210101.csv", 1000)]
 TEST_MONTH = "2021-01"
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "model_quality.json"
 
@@ -60,24 +62,6 @@ NOTEBOOK_COLUMNS = [
     "CODE_GENDER", "NAME_EDUCATION_TYPE", "NAME_CONTRACT_TYPE", "NAME_INCOME_TYPE",
     "NAME_FAMILY_STATUS", "OCCUPATION_TYPE",
 ]
-
-
-def split_sample(sample: Path, out_dir: Path) -> list[Path]:
-    """Write the sample as initial.csv and four monthly files; return their paths in order."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    with sample.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader)
-        for name, count in SPLIT:
-            path = out_dir / name
-            with path.open("w", newline="", encoding="utf-8") as out:
-                writer = csv.writer(out)
-                writer.writerow(header)
-                for _ in range(count):
-                    writer.writerow(next(reader))
-            paths.append(path)
-    return paths
 
 
 def _notebook_matrix(frame: pd.DataFrame) -> pd.DataFrame:
@@ -170,6 +154,7 @@ def creditflow_model(settings: Settings, month: str, trials: int | None = None,
         + model.metadata["metrics"]["trials_pruned"],
         "train_seconds": round(trained_seconds, 1),
         "sk_id_curr": rows["sk_id_curr"].to_numpy(),
+        "target": rows["target"].to_numpy(dtype=int),
         "probability": probability,
     }
 
@@ -196,6 +181,19 @@ def _bootstrap_difference(target: np.ndarray, ours: np.ndarray, theirs: np.ndarr
     return [float(np.percentile(differences, 2.5)), float(np.percentile(differences, 97.5))]
 
 
+def _bootstrap_auc(target: np.ndarray, probability: np.ndarray, seed: int = 42,
+                   rounds: int = 1000) -> list[float]:
+    """Return the 2.5 and 97.5 percentiles of the bootstrap AUC."""
+    generator = np.random.default_rng(seed)
+    values = []
+    for _ in range(rounds):
+        rows = generator.integers(0, len(target), len(target))
+        if len(np.unique(target[rows])) < 2:
+            continue
+        values.append(roc_auc_score(target[rows], probability[rows]))
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+
+
 def measure(settings: Settings, files: list[Path], trials: int | None = None,
             notebook_trials: int = 10) -> dict[str, Any]:
     """Run both recipes on the split of ``files`` (warehouse of ``settings`` already built)."""
@@ -205,11 +203,15 @@ def measure(settings: Settings, files: list[Path], trials: int | None = None,
     ours = creditflow_model(settings, TEST_MONTH, trials=trials)
     # creditflow leaves sensitive columns (code_gender) out of its model by default, while the
     # notebook recipe uses CODE_GENDER; this second model shows what that choice costs.
+    params = load_params()
+    kept_out = [name for name in params.feature_selection["excluded"]
+                if name not in model_backtest.SENSITIVE]
     with_sensitive = creditflow_model(
         settings, TEST_MONTH, trials=trials,
-        params=load_params().with_overrides(feature_selection={"excluded": []}))
-    for key in ("sk_id_curr", "probability"):
+        params=params.with_overrides(feature_selection={"excluded": kept_out}))
+    for key in ("sk_id_curr", "target", "probability"):
         with_sensitive.pop(key)
+    ours.pop("target")
 
     # Pair both models' probabilities by application for the bootstrap.
     test = test.set_index("SK_ID_CURR").loc[ours["sk_id_curr"]]
@@ -227,6 +229,7 @@ def measure(settings: Settings, files: list[Path], trials: int | None = None,
         "test_defaults": positives,
         "notebook": notebook,
         "creditflow": {key: value for key, value in ours.items() if key != "probability"},
+        "creditflow_auc_bootstrap_95": _bootstrap_auc(target, ours["probability"]),
         "creditflow_with_code_gender": with_sensitive,
         "difference": difference,
         "difference_bootstrap_95": _bootstrap_difference(target, ours["probability"], theirs),
@@ -239,25 +242,51 @@ def measure(settings: Settings, files: list[Path], trials: int | None = None,
     }
 
 
+def _read_results(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON file to write")
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help="JSON file to update (each mode replaces only its own part)")
     parser.add_argument("--sample", type=Path, default=SAMPLE, help="labeled sample CSV")
     parser.add_argument("--trials", type=int, help="creditflow's Optuna trials "
                                                    "(default from ml/params.yml)")
     parser.add_argument("--notebook-trials", type=int, default=10,
                         help="the notebook recipe's Optuna trials (default 10)")
+    parser.add_argument("--backtest", action="store_true",
+                        help="choose the configuration on the backtest months before "
+                             f"{TEST_MONTH} instead of measuring {TEST_MONTH}")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     with tempfile.TemporaryDirectory(prefix="model_quality_") as work:
         files = split_sample(args.sample, Path(work) / "files")
         settings = load_settings(Path(work) / "home")
         prepare_warehouse(settings, files)
-        result = measure(settings, files, trials=args.trials,
-                         notebook_trials=args.notebook_trials)
+        if args.backtest:
+            backtest = model_backtest.run_backtest(settings, trials=args.trials, files=files)
+        else:
+            result = measure(settings, files, trials=args.trials,
+                             notebook_trials=args.notebook_trials)
+
+    # The backtest and the test-month measurement share one file; each keeps the other's part.
+    earlier = _read_results(args.out)
+    if args.backtest:
+        backtest["generated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        result = {**earlier, "backtest": backtest}
+    elif "backtest" in earlier:
+        result["backtest"] = earlier["backtest"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, sort_keys=True, default=str) + "\n",
                         encoding="utf-8")
+    if args.backtest:
+        print(model_backtest.format_table(backtest))
+        print(f"kept: {', '.join(backtest['kept']) or 'none'}; chosen: {backtest['chosen']}; "
+              f"written to {args.out}")
+        return 0
     print(f"notebook recipe AUC {result['notebook']['auc']:.4f}, creditflow AUC "
           f"{result['creditflow']['auc']:.4f} (difference {result['difference']:+.4f}, "
           f"95% bootstrap {result['difference_bootstrap_95'][0]:+.4f} to "

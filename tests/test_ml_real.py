@@ -14,7 +14,7 @@ import shutil
 import duckdb
 import pytest
 
-from benchmarks import model_quality
+from benchmarks import model_backtest, model_quality
 from flows.config import load_settings
 from ml import service
 
@@ -86,9 +86,25 @@ def test_model_quality_benchmark_quick(real_settings, real_files, tmp_path):
         result["creditflow"]["auc"] - result["notebook"]["auc"])
     low, high = result["difference_bootstrap_95"]
     assert low < result["difference"] < high
+    low, high = result["creditflow_auc_bootstrap_95"]
+    assert low < result["creditflow"]["auc"] < high
     assert result["creditflow"]["validation_month"] == "2020-12"
     assert result["creditflow"]["features"] <= result["creditflow"]["features_available"]
     assert 0.6 < result["creditflow_with_code_gender"]["auc"] < 0.9
     out = tmp_path / "model_quality.json"
     out.write_text(json.dumps(result, default=str))
     assert json.loads(out.read_text())["notebook"]["columns"] == 20
+
+
+def test_model_backtest_quick(real_settings, real_files):
+    """The backtest runs end to end on months before 2021-01; one trial, so no figure counts."""
+    candidate = next(c for c in model_backtest.CANDIDATES if c.name == "new_features")
+    result = model_backtest.run_backtest(real_settings, trials=1, candidates=[candidate],
+                                         months=["2020-12"], files=real_files)
+    baseline, row = result["rows"]
+    assert [baseline["name"], row["name"]] == ["baseline", "new_features"]
+    assert baseline["validation_month"] == {"2020-12": "2020-11"}
+    assert 0.6 < baseline["auc"]["2020-12"] < 0.9
+    assert 0.6 < result["notebook_auc"]["2020-12"] < 0.9
+    assert result["chosen"] in ("baseline", "new_features")
+    assert "2021-01" not in json.dumps(result["rows"])

@@ -45,8 +45,8 @@ amount_ratios as (
         {{ safe_divide('amt_annuity', 'amt_credit') }} as annuity_credit_ratio,
         {{ safe_divide('amt_goods_price', 'amt_credit') }} as goods_credit_ratio,
         {{ safe_divide('amt_income_total', 'cnt_fam_members') }} as income_per_family_member,
-        -- The part of the loan not spent on the goods (fees, insurance); null for cash loans
-        -- without a goods price.
+        -- The part of the loan not spent on the goods (fees, insurance); null without a goods
+        -- price, as for some revolving loans.
         amt_credit - amt_goods_price as credit_goods_difference
     from month_applications
 
