@@ -21,7 +21,8 @@ DRIFTED = {"amt_income_total", "ext_source_2", "name_income_type"}
 # Engineered features computed from a shifted column drift with it; they are not checked.
 DERIVED = {
     "credit_income_ratio", "annuity_income_ratio", "ext_source_min", "ext_source_max",
-    "ext_source_mean", "ext_source_std", "ext_source_product",
+    "ext_source_mean", "ext_source_std", "ext_source_product", "income_per_family_member",
+    "ext_source_2_3_product",
 }
 
 
