@@ -43,6 +43,10 @@ BACKTEST_MONTHS = ["2020-11", "2020-12"]
 KEEP_MARGIN = 0.003
 
 # Engineered features added to the feature mart as candidates; the baseline leaves them out.
+# Two common Home Credit features are not candidates. The credit term amt_credit / amt_annuity
+# is the reciprocal of annuity_credit_ratio, which gives a tree the same splits. The usual
+# weights of the weighted external score were fitted on the full Home Credit training file,
+# which contains this sample's rows and labels.
 NEW_FEATURES = ["income_per_family_member", "credit_goods_difference", "id_publish_age_ratio",
                 "phone_change_age_ratio", "ext_source_2_3_product"]
 SENSITIVE = ["code_gender", "is_code_gender_xna"]
