@@ -163,11 +163,15 @@ def measure_scoring(home: Path, month: str, params: ModelParams, repetitions: in
         samples.setdefault(name, []).append(time.perf_counter() - started)
         return value
 
+    # The columns score_month reads: the keys and the model's features.
+    columns = ["sk_id_curr", "month", "target", *model.spec.features]
     rows = 0
     for repetition in range(repetitions):
-        frame = timed("read_features", lambda: store.read_features(settings, [month]))
+        frame = timed("read_features", lambda: store.read_features(settings, [month],
+                                                                   columns=columns))
         rows = len(frame)
-        matrix, _ = timed("encode", lambda frame=frame: to_matrix(frame, model.spec))
+        matrix, _ = timed("encode", lambda frame=frame: to_matrix(frame, model.spec,
+                                                                  dtype=np.float32))
         probability = timed("predict", lambda matrix=matrix: model.booster.predict(matrix))
         decisions = timed("decide", lambda p=probability: decide(
             p, decision["approve_below"], decision["decline_from"]))

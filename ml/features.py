@@ -73,14 +73,12 @@ def missing_columns(frame: pd.DataFrame, spec: FeatureSpec) -> list[str]:
     return [name for name in spec.features if name not in frame.columns]
 
 
-def to_matrix(frame: pd.DataFrame, spec: FeatureSpec, dtype: type = np.float64,
-              release_columns: bool = False) -> tuple[np.ndarray, dict[str, int]]:
-    """Encode ``frame`` as a float matrix in model order.
+def to_matrix(frame: pd.DataFrame, spec: FeatureSpec, dtype: type = np.float64
+              ) -> tuple[np.ndarray, dict[str, int]]:
+    """Encode ``frame`` as a float matrix of ``dtype`` in model order.
 
     Returns the matrix and, per categorical column, how many non-missing values were not in the
-    saved categories; such values are encoded as missing. With ``release_columns``, each
-    feature column is dropped from ``frame`` once encoded, so a large frame and its matrix are
-    not held in memory together.
+    saved categories; such values are encoded as missing.
     """
     absent = missing_columns(frame, spec)
     if absent:
@@ -89,14 +87,13 @@ def to_matrix(frame: pd.DataFrame, spec: FeatureSpec, dtype: type = np.float64,
     matrix = np.empty((len(frame), len(spec.features)), dtype=dtype)
     unseen: dict[str, int] = {}
     for position, name in enumerate(spec.features):
-        column = frame.pop(name) if release_columns else frame[name]
+        column = frame[name]
         if name in spec.categories:
             matrix[:, position], unseen_count = _encode_categorical(column, spec.categories[name])
             if unseen_count:
                 unseen[name] = unseen_count
         else:
             matrix[:, position] = _to_float(column, name)
-        del column
     return matrix, unseen
 
 

@@ -24,6 +24,8 @@ from flows.months import month_sort_key, parse_month
 from ml import store
 from ml.explain import reason_codes
 from ml.features import (
+    ID_COLUMN,
+    MONTH_COLUMN,
     TARGET_COLUMN,
     FeatureSpec,
     build_spec,
@@ -127,14 +129,23 @@ def train_month(settings: Settings, month: str, trials: int | None = None,
         logger.info("months before %s without labels, left out of training: %s", month,
                     ", ".join(unlabeled))
 
-    frame = store.read_features(settings, list(plan.training_months), labeled_only=True)
+    # Memory: at 10 months of history the training rows are 3 million x 140 columns, so they
+    # are read as float32 and category codes, and a LightGBM Dataset frees its row subset once
+    # binned (see make_dataset). Scoring encodes float32 too, so a value near a tree
+    # threshold falls on the side the model was fit with.
+    frame = store.read_features(settings, list(plan.training_months), labeled_only=True,
+                                text_as_category=True, numbers_as_float32=True)
     target = frame[TARGET_COLUMN].to_numpy(dtype=np.int64)
     _require_two_classes(target, f"training months {', '.join(plan.training_months)}", month)
     spec = build_spec(frame, features, categorical)
-    matrix, _ = to_matrix(frame, spec)
     tuning_rows, validation_rows = _split_rows(frame, target, plan, params)
+    training_rows = len(frame)
+    fingerprint = _fingerprint(frame)
+    validation_frame = frame.iloc[validation_rows].reset_index(drop=True)
+    matrix, _ = to_matrix(frame, spec, dtype=np.float32)
+    del frame
     logger.info("training for %s on %s (%d rows, %d defaults); validation %s%s (%d rows)",
-                month, ", ".join(plan.training_months), len(frame), int(target.sum()),
+                month, ", ".join(plan.training_months), training_rows, int(target.sum()),
                 plan.validation_month, "" if plan.out_of_time else " holdout, not out of time",
                 len(validation_rows))
 
@@ -150,8 +161,10 @@ def train_month(settings: Settings, month: str, trials: int | None = None,
     validation_set = make_dataset(matrix[validation_rows], target[validation_rows], spec, params,
                                   reference=tuning_set)
     result = tune(tuning_set, validation_set, params)
+    del tuning_set, validation_set
     booster = refit(make_dataset(matrix, target, spec, params), result.params,
                     result.best_iteration)
+    del matrix
     model_text = booster.model_to_string()
     digest = hashlib.sha256(model_text.encode("utf-8")).hexdigest()
     model_id = digest[:MODEL_ID_LENGTH]
@@ -161,14 +174,13 @@ def train_month(settings: Settings, month: str, trials: int | None = None,
         "validation_rows": int(len(validation_rows)),
         "validation_defaults": int(target[validation_rows].sum()),
         "out_of_time": plan.out_of_time,
-        "training_rows": int(len(frame)),
+        "training_rows": int(training_rows),
         "training_defaults": int(target.sum()),
         "best_iteration": result.best_iteration,
         "best_trial": result.best_trial,
         "trials_completed": result.trials_completed,
         "trials_pruned": result.trials_pruned,
     }
-    fingerprint = _fingerprint(frame)
     gains = gain_importance(booster)
     metadata = {
         "model_id": model_id,
@@ -200,7 +212,8 @@ def train_month(settings: Settings, month: str, trials: int | None = None,
         return _outcome(model_id, True, reason, plan, result.validation_auc, model_path)
     champion_auc = None
     if champion_row is not None:
-        champion_auc = _champion_auc(settings, champion_row, plan, frame, validation_rows, target)
+        champion_auc = _champion_auc(settings, champion_row, plan, validation_frame,
+                                     target[validation_rows])
     promotion = decide_promotion(result.validation_auc, plan.validation_month,
                                  champion_row["model_id"] if champion_row else None,
                                  champion_auc, params.auc_tolerance)
@@ -283,9 +296,8 @@ def _fingerprint(frame: pd.DataFrame) -> str:
 
 
 def _champion_auc(settings: Settings, champion_row: dict[str, Any], plan: SplitPlan,
-                  frame: pd.DataFrame, validation_rows: np.ndarray,
-                  target: np.ndarray) -> float | None:
-    """Return the champion's out-of-sample AUC on this plan's validation rows, if it has one."""
+                  rows: pd.DataFrame, target: np.ndarray) -> float | None:
+    """Return the champion's out-of-sample AUC on the validation ``rows``, if it has one."""
     # NOTE: the challenger's figure is its best round on the validation month (early stopping
     # chose it there), while a champion scored here uses its fixed rounds, which favors the
     # challenger slightly. The tolerance should cover that gap.
@@ -297,14 +309,13 @@ def _champion_auc(settings: Settings, champion_row: dict[str, Any], plan: SplitP
     if not plan.out_of_time or champion_months & set(plan.validation_months):
         return None
     model = load_model(settings, champion_row)
-    rows = frame.iloc[validation_rows]
     absent = missing_columns(rows, model.spec)
     if absent:
         logger.warning("champion %s needs columns the feature table no longer has (%s); it "
                        "cannot be compared", champion_id, ", ".join(absent))
         return None
-    matrix, _ = to_matrix(rows, model.spec)
-    value = auc(target[validation_rows], model.booster.predict(matrix))
+    matrix, _ = to_matrix(rows, model.spec, dtype=np.float32)
+    value = auc(target, model.booster.predict(matrix))
     logger.info("champion %s: AUC %.4f on validation month %s", champion_id, value,
                 plan.validation_month)
     return value
@@ -360,7 +371,8 @@ def score_frame(model: LoadedModel, frame: pd.DataFrame, params: ModelParams
             "(creditflow build), or train a new model on the current features "
             "(creditflow train --month YYYY-MM)"
         )
-    matrix, unseen = to_matrix(frame, model.spec)
+    # float32, as in training (train_month).
+    matrix, unseen = to_matrix(frame, model.spec, dtype=np.float32)
     probability = model.booster.predict(matrix)
     decisions = decide(probability, params.decision["approve_below"],
                        params.decision["decline_from"])
@@ -390,7 +402,12 @@ def score_month(settings: Settings, month: str, params: ModelParams | None = Non
             f"scores of {month} would be in-sample: train a model for {month} "
             f"(creditflow train --month {month}) and score again"
         )
-    frame = store.read_features(settings, [month])
+    # Only the model's features: the feature table has many more columns than a model uses.
+    # A feature the table lost is left out here and named by score_frame's error.
+    available = store.feature_columns(settings)
+    needed = [ID_COLUMN, MONTH_COLUMN, TARGET_COLUMN, *model.spec.features]
+    frame = store.read_features(settings, [month],
+                                columns=[name for name in needed if name in available])
     if frame.empty:
         raise CreditflowError(
             f"score month {month} has no rows in {store.FEATURE_TABLE}: ingest its file "
