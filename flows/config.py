@@ -28,6 +28,9 @@ class Settings:
     # s3://bucket/prefix URL. None means the local inbox and exports folders (flows.storage).
     inbox_url: str | None = None
     output_url: str | None = None
+    # PostgreSQL warehouse as postgresql://user[:password]@host:port/database; None means the
+    # DuckDB file below (flows.warehouse.connect picks the engine).
+    warehouse_url: str | None = None
 
     @property
     def warehouse(self) -> Path:
@@ -72,4 +75,5 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
         schedule_timezone=os.environ.get("CREDITFLOW_TIMEZONE", "UTC"),
         inbox_url=os.environ.get("CREDITFLOW_INBOX_URL") or None,
         output_url=os.environ.get("CREDITFLOW_OUTPUT_URL") or None,
+        warehouse_url=os.environ.get("CREDITFLOW_WAREHOUSE_URL") or None,
     )

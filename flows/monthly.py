@@ -57,7 +57,12 @@ from flows.months import (  # noqa: E402
 from flows.notify import build_payload, notify  # noqa: E402
 from flows.pipeline_runs import FAILED, RUN, SKIPPED, SUCCEEDED  # noqa: E402
 from flows.run_command import STEPS, select_steps, validate_month  # noqa: E402, F401
-from flows.warehouse import WarehouseLockedError, connect, table_exists  # noqa: E402
+from flows.warehouse import (  # noqa: E402
+    WarehouseLockedError,
+    connect,
+    table_exists,
+    warehouse_exists,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -159,9 +164,9 @@ def incoming_dir(settings: Settings, month: str) -> Path:
 
 
 def _query_one(settings: Settings, sql: str, parameters: list[Any], table: str) -> Any:
-    if not settings.warehouse.exists():
+    if not warehouse_exists(settings):
         return None
-    with connect(settings.warehouse, wait_seconds=60) as connection:
+    with connect(settings, wait_seconds=60) as connection:
         if not table_exists(connection, table):
             return None
         row = connection.execute(sql, parameters).fetchone()
