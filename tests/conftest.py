@@ -121,9 +121,10 @@ def postgres_server():
 
     bindir = find_bindir()
     if bindir is None:
-        message = ("PostgreSQL server binaries (initdb, postgres) not found under "
-                   "/usr/lib/postgresql/*/bin or on PATH; install them with "
-                   "`apt-get install postgresql` or set CREDITFLOW_PG_BINDIR")
+        searched = os.environ.get("CREDITFLOW_PG_BINDIR") or "/usr/lib/postgresql/*/bin or PATH"
+        message = (f"PostgreSQL server binaries (initdb, postgres) not found in {searched}. "
+                   "Install them with `apt-get install postgresql`, or set "
+                   "CREDITFLOW_PG_BINDIR to the folder that contains them.")
         if os.environ.get("CI") or os.environ.get("CREDITFLOW_REQUIRE_POSTGRES"):
             pytest.fail(message)
         pytest.skip(message)
