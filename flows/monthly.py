@@ -59,6 +59,7 @@ from flows.pipeline_runs import FAILED, RUN, SKIPPED, SUCCEEDED  # noqa: E402
 from flows.run_command import STEPS, select_steps, validate_month  # noqa: E402, F401
 from flows.warehouse import (  # noqa: E402
     WarehouseLockedError,
+    WarehouseUnavailableError,
     connect,
     table_exists,
     warehouse_exists,
@@ -122,10 +123,11 @@ def resolve_month(month: str | None, timezone: str) -> str:
 # --- retries --------------------------------------------------------------------------------
 
 def is_transient(error: BaseException | None) -> bool:
-    """Return True for errors worth retrying: the warehouse file briefly locked by a process."""
+    """Return True for errors worth retrying: the warehouse file briefly locked by a process,
+    or a PostgreSQL warehouse that did not accept the connection (a restart, a full server)."""
     seen = 0
     while error is not None and seen < 10:
-        if isinstance(error, WarehouseLockedError):
+        if isinstance(error, WarehouseLockedError | WarehouseUnavailableError):
             return True
         text = str(error).lower()
         if "could not set lock on file" in text or "conflicting lock" in text:

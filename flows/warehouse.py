@@ -356,24 +356,29 @@ class PostgresWarehouse(Warehouse):
 
     def insert_frame(self, table: str, frame: pd.DataFrame | pa.Table,
                      temporary: bool = False) -> None:
-        names = _column_names(frame)
+        with duckdb.connect() as writer:
+            writer.register("incoming", frame)
+            self.copy_from_duckdb(writer, "incoming", table, temporary)
+
+    def copy_from_duckdb(self, engine: duckdb.DuckDBPyConnection, relation: str, table: str,
+                         temporary: bool = False) -> None:
+        """Copy the rows of DuckDB's ``relation`` into ``table`` with PostgreSQL's COPY.
+
+        With ``temporary`` the table is created first, with the relation's column types.
+        """
+        described = engine.execute(f"describe select * from {relation}").fetchall()
         with tempfile.TemporaryDirectory(prefix="creditflow-copy-") as folder:
             path = Path(folder) / "rows.csv"
             # DuckDB writes each double in its shortest exact form, so PostgreSQL reads back
-            # the same bits; \N marks NULL, so an empty string stays an empty string.
-            with duckdb.connect() as writer:
-                writer.register("incoming", frame)
-                if temporary:
-                    described = writer.execute("describe select * from incoming").fetchall()
-                writer.execute(
-                    f"copy (select * from incoming) to '{path}' "
-                    "(format csv, header false, nullstr '\\N')")
+            # the same bits. \N marks NULL, so an empty string stays an empty string.
+            engine.execute(f"copy (select * from {relation}) to '{path}' "
+                           "(format csv, header false, nullstr '\\N')")
             if temporary:
                 columns = ", ".join(f"{_quote(name)} {_postgres_type(kind)}"
                                     for name, kind, *_ in described)
                 self.execute(f"drop table if exists {table}")
                 self.execute(f"create temporary table {table} ({columns})")
-            quoted = ", ".join(_quote(name) for name in names)
+            quoted = ", ".join(_quote(name) for name, *_ in described)
             with path.open("r", encoding="utf-8") as rows:
                 self.cursor.copy_expert(
                     f"copy {table} ({quoted}) from stdin with (format csv, null '\\N')", rows)
@@ -402,7 +407,8 @@ def _postgres_type(duckdb_type: str) -> str:
         return "double precision"
     if upper == "FLOAT":
         return "real"
-    if upper in ("VARCHAR", "STRING") or upper.startswith("VARCHAR"):
+    if upper in ("VARCHAR", "STRING", "NULL") or upper.startswith("VARCHAR"):
+        # DuckDB types a column of only NULLs (from pandas) as NULL, which PostgreSQL lacks.
         return "varchar"
     if upper == "HUGEINT":
         return "numeric"
@@ -491,10 +497,8 @@ def stage_in_warehouse(warehouse: Warehouse, engine: duckdb.DuckDBPyConnection,
     A no-op on DuckDB, where the engine is the warehouse. On PostgreSQL the rows are copied
     into a temporary table that lives until the connection closes.
     """
-    if isinstance(warehouse, DuckDBWarehouse):
-        return
-    rows = engine.execute(f"select * from {relation}").df()
-    warehouse.insert_frame(relation, rows, temporary=True)
+    if isinstance(warehouse, PostgresWarehouse):
+        warehouse.copy_from_duckdb(engine, relation, relation, temporary=True)
 
 
 def table_exists(connection: Any, name: str) -> bool:
