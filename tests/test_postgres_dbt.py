@@ -207,7 +207,7 @@ def _base_environment() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def engine_builds(tmp_path_factory: pytest.TempPathFactory, real_files: list[Path],
                   postgres_server) -> EngineBuilds:
-    """Both warehouses after two rounds of loads and dbt builds that the module docstring describes."""
+    """Both warehouses after the two rounds of loads and dbt builds of the module docstring."""
     if not REAL_UNLABELED.exists():
         pytest.skip(f"real unlabeled sample not found at {REAL_UNLABELED}")
     root = tmp_path_factory.mktemp("postgres_dbt")
