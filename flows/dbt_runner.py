@@ -20,7 +20,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from flows.config import DBT_PROJECT_DIR, PROFILES_DIR, Settings
 from flows.errors import CreditflowError
@@ -222,13 +222,18 @@ def _profile_variables(settings: Settings) -> dict[str, str]:
         "CREDITFLOW_PG_DBNAME": unquote(parts.path.lstrip("/")),
         "CREDITFLOW_PG_SCHEMA": schema,
     })
+    query = parse_qs(parts.query)
+    if query.get("host"):  # a Unix socket directory: postgresql:///db?host=/run/postgresql
+        variables["CREDITFLOW_PG_HOST"] = query["host"][-1]
+    if query.get("sslmode"):
+        variables["CREDITFLOW_PG_SSLMODE"] = query["sslmode"][-1]
     return variables
 
 
 def _target_identity() -> str:
     """Name the dbt target and database of the running invocation, without the password."""
     names = ("CREDITFLOW_DBT_TARGET", "CREDITFLOW_PG_HOST", "CREDITFLOW_PG_PORT",
-             "CREDITFLOW_PG_DBNAME", "CREDITFLOW_PG_SCHEMA")
+             "CREDITFLOW_PG_DBNAME", "CREDITFLOW_PG_SCHEMA", "CREDITFLOW_PG_SSLMODE")
     return "|".join(os.environ.get(name, "") for name in names)
 
 

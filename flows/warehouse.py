@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import duckdb
 import pandas as pd
@@ -424,12 +424,13 @@ def _column_names(frame: pd.DataFrame | pa.Table) -> list[str]:
                                    else frame.columns)]
 
 
-def _open_postgres(url: str) -> Any:
+def _open_postgres(url: str, read_only: bool = False) -> Any:
     import psycopg2
     import psycopg2.extensions
 
     parts = urlsplit(url)
-    where = f"{parts.hostname or 'localhost (Unix socket)'}:{parts.port or 5432}"
+    host = parts.hostname or (parse_qs(parts.query).get("host") or ["the default Unix socket"])[-1]
+    where = f"{host}:{parts.port or 5432}"
     try:
         connection = psycopg2.connect(url, connect_timeout=POSTGRES_CONNECT_TIMEOUT_SECONDS)
     except psycopg2.OperationalError as error:
@@ -445,6 +446,9 @@ def _open_postgres(url: str) -> Any:
             "DuckDB file instead."
         ) from None
     connection.autocommit = True
+    if read_only:
+        # Every transaction of the session is read-only; temporary tables stay writable.
+        connection.readonly = True
     numeric = psycopg2.extensions.new_type((_NUMERIC_OID,), "CREDITFLOW_NUMERIC", _numeric_value)
     psycopg2.extensions.register_type(numeric, connection)
     return connection
@@ -460,13 +464,14 @@ def connect(target: Settings | str | os.PathLike, read_only: bool = False,
     For DuckDB, waits up to ``wait_seconds`` for another process's lock and raises
     :class:`WarehouseLockedError` naming the file when it stays locked. For PostgreSQL,
     raises :class:`WarehouseUnavailableError` naming host and port when the server cannot be
-    reached; ``read_only`` and ``wait_seconds`` do not apply there.
+    reached; ``read_only`` makes the session's transactions read-only and ``wait_seconds``
+    does not apply there.
     """
     if isinstance(target, str | os.PathLike):
         warehouse: Warehouse = DuckDBWarehouse(_open_duckdb(Path(target), read_only,
                                                             wait_seconds))
     elif warehouse_url(target):
-        warehouse = PostgresWarehouse(_open_postgres(warehouse_url(target)))
+        warehouse = PostgresWarehouse(_open_postgres(warehouse_url(target), read_only))
     else:
         warehouse = DuckDBWarehouse(_open_duckdb(target.warehouse, read_only, wait_seconds))
     try:

@@ -196,6 +196,85 @@ def test_postgres_rejects_id_of_other_month(engines, real_files: list[Path], tmp
         == [(0,)]
 
 
+# --- the Warehouse interface on both engines --------------------------------------------------
+
+@pytest.fixture
+def both_warehouses(postgres_server, tmp_path: Path, request: pytest.FixtureRequest
+                    ) -> dict[str, Settings]:
+    name = "unit_" + request.node.name.lower().replace("[", "_").replace("]", "")[:40]
+    database = postgres_server.create_database(name)
+    return {"duckdb": Settings(home=tmp_path / "duckdb"),
+            "postgres": Settings(home=tmp_path / "postgres", warehouse_url=database.dsn)}
+
+
+ROUND_TRIP_TABLE = """
+create table round_trip (
+    id bigint, share double precision, label varchar, flag boolean, seen_at timestamp
+)"""
+
+
+def test_frame_round_trip_same_on_engines(both_warehouses):
+    frame = pd.DataFrame({
+        "id": [1, 2, 3, 4],
+        "share": [0.1, 1e-300, 2.0 / 3.0, None],
+        "label": ["a", "", None, "d'quote,comma"],
+        "flag": [True, False, None, True],
+        "seen_at": pd.to_datetime(["2020-12-01 10:00:00.123456", None, "2021-01-31 00:00:00", None],
+                                  format="mixed"),
+    })
+    fetched = {}
+    for engine, settings in both_warehouses.items():
+        with connect(settings) as connection:
+            connection.execute(ROUND_TRIP_TABLE)
+            connection.insert_frame("round_trip", frame)
+            fetched[engine] = connection.fetch_frame("select * from round_trip order by id")
+    on_duckdb, on_postgres = fetched["duckdb"], fetched["postgres"]
+    assert on_postgres.dtypes.to_dict() == on_duckdb.dtypes.to_dict()
+    assert on_postgres["share"].tolist()[:3] == [0.1, 1e-300, 2.0 / 3.0]
+    assert pd.isna(on_postgres["share"].iloc[3])
+    assert on_postgres["label"].iloc[1] == ""
+    assert pd.isna(on_postgres["label"].iloc[2])
+    assert on_postgres["label"].iloc[3] == "d'quote,comma"
+    assert on_postgres.astype(object).where(on_postgres.notna(), None).values.tolist() \
+        == on_duckdb.astype(object).where(on_duckdb.notna(), None).values.tolist()
+
+
+def test_placeholders_keep_percent_signs(both_warehouses):
+    for engine, settings in both_warehouses.items():
+        with connect(settings) as connection:
+            row = connection.execute("select ? || '%', ?", ["100", 7]).fetchone()
+        assert row == ("100%", 7), engine
+
+
+def test_transaction_rolls_back_on_error(both_warehouses):
+    for engine, settings in both_warehouses.items():
+        with connect(settings) as connection:
+            connection.execute(ROUND_TRIP_TABLE)
+            with pytest.raises(ValueError), connection.transaction():
+                connection.execute("insert into round_trip (id) values (?)", [1])
+                raise ValueError("stop")
+            assert connection.execute("select count(*) from round_trip").fetchone() == (0,), \
+                engine
+
+
+def test_postgres_read_only_rejects_writes(both_warehouses):
+    settings = both_warehouses["postgres"]
+    with connect(settings) as connection:
+        connection.execute(ROUND_TRIP_TABLE)
+    with connect(settings, read_only=True) as connection:
+        with pytest.raises(Exception, match="read-only"):
+            connection.execute("insert into round_trip (id) values (1)")
+
+
+def test_column_types_use_duckdb_names(both_warehouses):
+    types = {}
+    for engine, settings in both_warehouses.items():
+        with connect(settings) as connection:
+            connection.execute(ROUND_TRIP_TABLE)
+            types[engine] = connection.column_types("round_trip")
+    assert types["postgres"] == types["duckdb"]
+
+
 # --- configuration errors -------------------------------------------------------------------
 
 def _closed_port() -> int:
