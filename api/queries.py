@@ -1,7 +1,8 @@
 """Read-only queries the API runs on the warehouse: months, prediction summaries, models.
 
-Each function takes an open DuckDB connection and returns plain values, so the server decides
-how to open the file and what to do when it is locked.
+Each function takes an open warehouse (flows.warehouse.Warehouse, DuckDB or PostgreSQL) or a
+DuckDB connection and returns plain values, so the server decides how to open the warehouse and
+what to do when it is locked. The SQL is portable across both engines.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import json
 import duckdb
 
 from flows.months import month_sort_key
-from flows.warehouse import table_exists
+from flows.warehouse import Warehouse, table_exists
 
 HISTOGRAM_BINS = 20
 DECISIONS = ("approve", "review", "decline")
 
 
-def list_months(connection: duckdb.DuckDBPyConnection) -> list[dict]:
+def list_months(connection: Warehouse | duckdb.DuckDBPyConnection) -> list[dict]:
     """Return one entry per month seen in the load log or the warehouse, oldest first."""
     months: dict[str, dict] = {}
 
@@ -31,11 +32,17 @@ def list_months(connection: duckdb.DuckDBPyConnection) -> list[dict]:
     if table_exists(connection, "load_log"):
         rows = connection.execute(
             """
-            select month, outcome, loaded_at, file_name, user_name,
-                   count(*) over (partition by month) as attempts
-            from load_log
-            where month is not null
-            qualify row_number() over (partition by month order by loaded_at desc, load_id desc) = 1
+            select month, outcome, loaded_at, file_name, user_name, attempts
+            from (
+                select month, outcome, loaded_at, file_name, user_name,
+                       count(*) over (partition by month) as attempts,
+                       row_number() over (
+                           partition by month order by loaded_at desc, load_id desc
+                       ) as newest_first
+                from load_log
+                where month is not null
+            ) as attempts_by_month
+            where newest_first = 1
             """
         ).fetchall()
         for month, outcome, loaded_at, file_name, user_name, attempts in rows:
@@ -56,7 +63,7 @@ def list_months(connection: duckdb.DuckDBPyConnection) -> list[dict]:
     return [months[m] for m in sorted(months, key=month_sort_key)]
 
 
-def prediction_summary(connection: duckdb.DuckDBPyConnection, source: str,
+def prediction_summary(connection: Warehouse | duckdb.DuckDBPyConnection, source: str,
                        month: str) -> dict | None:
     """Summarize a month's predictions read from ``source`` (a table or ``read_parquet(...)``).
 
@@ -109,7 +116,7 @@ def _json_or_text(text: str | None):
         return text
 
 
-def list_models(connection: duckdb.DuckDBPyConnection) -> list[dict]:
+def list_models(connection: Warehouse | duckdb.DuckDBPyConnection) -> list[dict]:
     """Return the model registry, newest first, with the champion marked."""
     if not table_exists(connection, "model_registry"):
         return []

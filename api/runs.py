@@ -24,7 +24,7 @@ from pathlib import Path
 from api.store import StateStore, utc_now
 from flows.config import Settings
 from flows.month_lock import process_is_running
-from flows.warehouse import WarehouseLockedError, connect, table_exists
+from flows.warehouse import WarehouseLockedError, connect, table_exists, warehouse_exists
 
 logger = logging.getLogger(__name__)
 
@@ -104,12 +104,12 @@ def read_pipeline_steps(settings: Settings, month: str, since: datetime,
     ``gate`` is the lock that serializes this process's use of the warehouse. Returns None when
     the warehouse is locked, busy in this process, or does not exist yet.
     """
-    if not settings.warehouse.exists():
+    if not warehouse_exists(settings):
         return None
     if not gate.acquire(timeout=1.0):
         return None
     try:
-        with connect(settings.warehouse, read_only=True) as connection:
+        with connect(settings, read_only=True) as connection:
             if not table_exists(connection, "pipeline_runs"):
                 return None
             rows = connection.execute(

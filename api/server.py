@@ -63,7 +63,12 @@ from flows.config import Settings, load_settings
 from flows.errors import CreditflowError
 from flows.month_lock import lock_path, process_is_running, read_holder
 from flows.months import monthly_file_name
-from flows.warehouse import WarehouseLockedError, connect
+from flows.warehouse import (
+    WarehouseLockedError,
+    WarehouseUnavailableError,
+    connect,
+    warehouse_exists,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -288,17 +293,17 @@ def create_app(settings: Settings, max_upload_bytes: int | None = None,
 
     def read_warehouse(query: Callable[[duckdb.DuckDBPyConnection], T], empty: T) -> T:
         """Run ``query`` on a read-only connection; ``empty`` when there is no warehouse yet."""
-        if not settings.warehouse.exists():
+        if not warehouse_exists(settings):
             return empty
         if not warehouse_gate.acquire(timeout=_GATE_WAIT_SECONDS):
             raise busy("the warehouse is busy with an upload")
         try:
-            with connect(settings.warehouse, read_only=True,
+            with connect(settings, read_only=True,
                          wait_seconds=_LOCK_WAIT_SECONDS) as connection:
                 return query(connection)
         except WarehouseLockedError:
             raise busy() from None
-        except duckdb.Error as error:
+        except (duckdb.Error, WarehouseUnavailableError) as error:
             logger.warning("warehouse read failed: %s", error)
             raise busy("the warehouse could not be read") from None
         finally:
@@ -324,13 +329,13 @@ def create_app(settings: Settings, max_upload_bytes: int | None = None,
     def health() -> HealthOut:
         """Liveness and the warehouse's state; needs no token."""
         state = "missing"
-        if settings.warehouse.exists():
+        if warehouse_exists(settings):
             state = "busy"
             if warehouse_gate.acquire(timeout=_LOCK_WAIT_SECONDS):
                 try:
-                    with connect(settings.warehouse, read_only=True):
+                    with connect(settings, read_only=True):
                         state = "ready"
-                except (WarehouseLockedError, duckdb.Error):
+                except (WarehouseLockedError, WarehouseUnavailableError, duckdb.Error):
                     pass
                 finally:
                     warehouse_gate.release()

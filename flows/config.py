@@ -34,6 +34,9 @@ class Settings:
     # The Prefect deployment (flow/deployment) the watcher triggers for a month; None runs the
     # month in the watcher's own process.
     deployment: str | None = None
+    # PostgreSQL warehouse as postgresql://user[:password]@host:port/database; None means the
+    # DuckDB file below (flows.warehouse.connect picks the engine).
+    warehouse_url: str | None = None
 
     @property
     def warehouse(self) -> Path:
@@ -81,4 +84,5 @@ def load_settings(home: str | os.PathLike | None = None) -> Settings:
         landed_url=os.environ.get("CREDITFLOW_LANDED_URL") or None,
         quarantine_url=os.environ.get("CREDITFLOW_QUARANTINE_URL") or None,
         deployment=os.environ.get("CREDITFLOW_DEPLOYMENT") or None,
+        warehouse_url=os.environ.get("CREDITFLOW_WAREHOUSE_URL") or None,
     )

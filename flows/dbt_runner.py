@@ -2,7 +2,9 @@
 
 dbt runs through its programmatic entry point (``dbtRunner``) with the project in
 ``dbt_project/`` and the profile in the repository root. The profile reads the warehouse path
-from ``CREDITFLOW_HOME``, which is set from the settings for the duration of the run. dbt's
+from ``CREDITFLOW_HOME``, or, when the settings have a PostgreSQL URL, the ``postgres`` target
+and its ``CREDITFLOW_PG_*`` variables; they are set from the settings for the duration of the
+run. dbt's
 compiled SQL, manifest and log go under the data directory (``dbt_target/``, ``dbt_logs/``), so
 two deployments, or two test runs, never share them.
 """
@@ -18,10 +20,17 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from flows.config import DBT_PROJECT_DIR, PROFILES_DIR, Settings
 from flows.errors import CreditflowError
-from flows.warehouse import WarehouseLockedError, connect, init_warehouse
+from flows.warehouse import (
+    WarehouseLockedError,
+    connect,
+    describe,
+    init_warehouse,
+    warehouse_url,
+)
 
 logger = logging.getLogger(__name__)
 # dbt's own messages (progress, results, the SQL at debug level) are logged under this name.
@@ -79,11 +88,11 @@ def run_dbt(settings: Settings, args: list[str], project_dir: Path | None = None
         "--log-level-file", "debug",
         "--no-use-colors",
     ]
-    logger.info("running dbt %s on %s", " ".join(args), settings.warehouse)
+    logger.info("running dbt %s on %s", " ".join(args), describe(settings))
 
     from dbt.cli.main import dbtRunner
 
-    with _DBT_LOCK, _creditflow_home(settings.home.resolve()):
+    with _DBT_LOCK, _profile_environment(settings):
         try:
             manifest = _parsed_project(project_dir, common_args, _dbt_vars(args), settings)
             outcome = dbtRunner(manifest=manifest, callbacks=[_log_dbt_event]).invoke(
@@ -138,7 +147,7 @@ def command_build(args: argparse.Namespace, settings: Settings) -> int:
     if getattr(args, "full_refresh", False):
         dbt_args.append("--full-refresh")
     run_dbt(settings, dbt_args)
-    print(f"dbt build finished on {settings.warehouse}")
+    print(f"dbt build finished on {describe(settings)}")
     return 0
 
 
@@ -146,7 +155,7 @@ def _prepare_warehouse(settings: Settings) -> None:
     """Create the source tables, or fail fast naming the path when another process has it open."""
     settings.home.mkdir(parents=True, exist_ok=True)
     try:
-        with connect(settings.warehouse, wait_seconds=LOCK_WAIT_SECONDS) as connection:
+        with connect(settings, wait_seconds=LOCK_WAIT_SECONDS) as connection:
             init_warehouse(connection)
     except WarehouseLockedError as error:
         raise DbtError(str(error)) from error
@@ -178,13 +187,15 @@ def _parsed_project(project_dir: Path, common_args: list[str], dbt_vars: str,
 
     dbt parses a project in several seconds, and a new data directory would parse it again
     (dbt's own partial parsing keys on the warehouse path). Manifests of the same files are
-    the same whichever warehouse they run on, because every warehouse file is named
-    warehouse.duckdb and so is the same dbt database.
+    the same whichever DuckDB warehouse they run on, because every warehouse file is named
+    warehouse.duckdb and so is the same dbt database. A PostgreSQL target has its own manifest
+    per database and schema, which the manifest names.
     """
     from dbt.cli.main import dbtRunner
 
     fingerprint = _project_fingerprint(project_dir)
-    cached = _MANIFESTS.get((project_dir, dbt_vars))
+    key = (project_dir, dbt_vars + "|" + _target_identity())
+    cached = _MANIFESTS.get(key)
     if cached and cached[0] == fingerprint:
         return cached[1]
     parse_args = ["parse", *common_args]
@@ -194,22 +205,64 @@ def _parsed_project(project_dir: Path, common_args: list[str], dbt_vars: str,
     failure = _describe_failure(outcome, ["parse"], settings)
     if failure:
         raise DbtError(failure)
-    _MANIFESTS[(project_dir, dbt_vars)] = (fingerprint, outcome.result)
+    _MANIFESTS[key] = (fingerprint, outcome.result)
     return outcome.result
 
 
+def _profile_variables(settings: Settings) -> dict[str, str]:
+    """Return the environment variables profiles.yml reads for the warehouse of ``settings``.
+
+    Without a warehouse URL, dbt uses the ``dev`` target (the DuckDB file under
+    ``CREDITFLOW_HOME``). With one, it uses the ``postgres`` target, whose connection settings
+    come from the URL; the schema is the one the Python code writes to (the connection's
+    current schema), so dbt's sources find raw_applications and the other Python tables.
+    """
+    variables = {"CREDITFLOW_HOME": str(settings.home.resolve())}
+    url = warehouse_url(settings)
+    if not url:
+        variables["CREDITFLOW_DBT_TARGET"] = "dev"
+        return variables
+    parts = urlsplit(url)
+    with connect(settings) as connection:
+        schema = connection.execute("select current_schema()").fetchone()[0]
+    variables.update({
+        "CREDITFLOW_DBT_TARGET": "postgres",
+        "CREDITFLOW_PG_HOST": parts.hostname or "localhost",
+        "CREDITFLOW_PG_PORT": str(parts.port or 5432),
+        "CREDITFLOW_PG_USER": unquote(parts.username or ""),
+        "CREDITFLOW_PG_PASSWORD": unquote(parts.password or ""),
+        "CREDITFLOW_PG_DBNAME": unquote(parts.path.lstrip("/")),
+        "CREDITFLOW_PG_SCHEMA": schema,
+    })
+    query = parse_qs(parts.query)
+    if query.get("host"):  # a Unix socket directory: postgresql:///db?host=/run/postgresql
+        variables["CREDITFLOW_PG_HOST"] = query["host"][-1]
+    if query.get("sslmode"):
+        variables["CREDITFLOW_PG_SSLMODE"] = query["sslmode"][-1]
+    return variables
+
+
+def _target_identity() -> str:
+    """Name the dbt target and database of the running invocation, without the password."""
+    names = ("CREDITFLOW_DBT_TARGET", "CREDITFLOW_PG_HOST", "CREDITFLOW_PG_PORT",
+             "CREDITFLOW_PG_DBNAME", "CREDITFLOW_PG_SCHEMA", "CREDITFLOW_PG_SSLMODE")
+    return "|".join(os.environ.get(name, "") for name in names)
+
+
 @contextlib.contextmanager
-def _creditflow_home(home: Path) -> Iterator[None]:
-    """Set ``CREDITFLOW_HOME`` for profiles.yml while dbt runs, then restore the old value."""
-    previous = os.environ.get("CREDITFLOW_HOME")
-    os.environ["CREDITFLOW_HOME"] = str(home)
+def _profile_environment(settings: Settings) -> Iterator[None]:
+    """Set the variables profiles.yml reads while dbt runs, then restore the old values."""
+    variables = _profile_variables(settings)
+    previous = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop("CREDITFLOW_HOME", None)
-        else:
-            os.environ["CREDITFLOW_HOME"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _release_warehouse() -> None:
@@ -247,7 +300,7 @@ def _describe_failure(outcome, args: list[str], settings: Settings) -> str | Non
         f"See {log_dir(settings) / 'dbt.log'} for the SQL and the full log, fix the model or "
         "the data, then run `creditflow build` again."
     )
-    head = f"dbt {' '.join(args)} failed on {settings.warehouse}"
+    head = f"dbt {' '.join(args)} failed on {describe(settings)}"
     if outcome.exception is not None:
         return f"{head}: {outcome.exception}. {where}"
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from flows.config import DBT_PROJECT_DIR, PROFILES_DIR, Settings
 from flows.errors import CreditflowError
-from flows.warehouse import connect, table_exists
+from flows.warehouse import connect, table_exists, warehouse_exists
 
 DEMO_MONTHS = ["2020-10", "2020-11", "2020-12", "2021-01"]
 DEMO_SEED = 42
@@ -65,7 +65,7 @@ def has_data(settings: Settings) -> list[Path]:
 def read_summary(settings: Settings) -> DemoSummary:
     """Read the outcome of the demo months from ``pipeline_runs`` and ``predictions``."""
     summary = DemoSummary(home=settings.home)
-    with connect(settings.warehouse, read_only=True, wait_seconds=30) as connection:
+    with connect(settings, read_only=True, wait_seconds=30) as connection:
         if not table_exists(connection, "pipeline_runs"):
             return summary
         for month in DEMO_MONTHS:
@@ -159,7 +159,7 @@ def format_summary(summary: DemoSummary) -> str:
 
 
 def command_demo(args: argparse.Namespace, settings: Settings) -> int:
-    if has_data(settings) and settings.warehouse.exists():
+    if has_data(settings) and warehouse_exists(settings):
         summary = read_summary(settings)
         done = [r for r in summary.months if r.status == "succeeded"]
         if len(done) == len(DEMO_MONTHS):

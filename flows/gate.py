@@ -32,6 +32,7 @@ from flows.gate_report import (
     list_samples,
 )
 from flows.suite import TYPE_LISTS, applicable_expectations
+from flows.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
 
@@ -335,10 +336,14 @@ def validate_file(connection: duckdb.DuckDBPyConnection, path: Path, file_name: 
     return report
 
 
-def find_ids_in_other_months(connection: duckdb.DuckDBPyConnection, columns: list[str],
+def find_ids_in_other_months(connection: Warehouse, columns: list[str],
                              month: str, id_column: str, location: str = "line"
                              ) -> Finding | None:
-    """Return a finding when an ID of the staged file is already loaded for another month."""
+    """Return a finding when an ID of the staged file is already loaded for another month.
+
+    ``connection`` is the warehouse with the staged file in it (see
+    flows.warehouse.stage_in_warehouse).
+    """
     value = f"staged.c{columns.index(id_column)}"
     matches = f"""
         from {STAGED_VIEW} as staged

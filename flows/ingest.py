@@ -30,8 +30,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import duckdb
-
 from flows.config import Settings
 from flows.errors import CreditflowError
 from flows.gate import find_ids_in_other_months, validate_file
@@ -41,7 +39,15 @@ from flows.months import month_from_filename, parse_month
 from flows.schema import COLUMNS, ID_COLUMN, TARGET_COLUMN
 from flows.storage import Location, landed_url, quarantine_url
 from flows.suite import SUITE_NAME, SUITE_PATH, load_suite
-from flows.warehouse import WarehouseLockedError, connect, init_warehouse
+from flows.warehouse import (
+    Warehouse,
+    WarehouseLockedError,
+    connect,
+    file_engine,
+    init_warehouse,
+    portable_type,
+    stage_in_warehouse,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +145,7 @@ class CurrentLoad(NamedTuple):
     stored_path: str | None
 
 
-def _current_load(connection: duckdb.DuckDBPyConnection, month: str) -> CurrentLoad | None:
+def _current_load(connection: Warehouse, month: str) -> CurrentLoad | None:
     """Return the load behind the month's rows, or None when the month is empty."""
     rows = connection.execute(
         "select count(*) from raw_applications where month = ?", [month]).fetchone()[0]
@@ -154,7 +160,7 @@ def _current_load(connection: duckdb.DuckDBPyConnection, month: str) -> CurrentL
     return CurrentLoad(latest[0] or "", int(rows), latest[1])
 
 
-def _replacement_warning(connection: duckdb.DuckDBPyConnection, columns: list[str],
+def _replacement_warning(connection: Warehouse, columns: list[str],
                          month: str, current: CurrentLoad) -> str:
     """Describe what replacing the month's rows by the staged file invalidates, or return "".
 
@@ -194,7 +200,7 @@ def _replacement_warning(connection: duckdb.DuckDBPyConnection, columns: list[st
     return f"WARNING: {'; '.join(affected)}. {previous} To update them, {next_step}."
 
 
-def _log_attempt(connection: duckdb.DuckDBPyConnection, result: IngestResult, file_name: str,
+def _log_attempt(connection: Warehouse, result: IngestResult, file_name: str,
                  user: str, now: datetime) -> None:
     connection.execute(
         "insert into load_log (load_id, file_name, month, rows, sha256, user_name, loaded_at, "
@@ -206,15 +212,16 @@ def _log_attempt(connection: duckdb.DuckDBPyConnection, result: IngestResult, fi
     )
 
 
-def _insert_month(connection: duckdb.DuckDBPyConnection, columns: list[str], month: str,
+def _insert_month(connection: Warehouse, columns: list[str], month: str,
                   load_id: str) -> None:
     """Replace the month's rows by the staged file's rows, typed by the column contract."""
     selected = []
     for column in COLUMNS:
         if column.name in columns:
-            selected.append(f"cast(c{columns.index(column.name)} as {column.sql_type})")
+            selected.append(
+                f"cast(c{columns.index(column.name)} as {portable_type(column.sql_type)})")
         else:
-            selected.append(f"cast(null as {column.sql_type})")
+            selected.append(f"cast(null as {portable_type(column.sql_type)})")
     names = ", ".join(c.name.lower() for c in COLUMNS)
     connection.execute("delete from raw_applications where month = ?", [month])
     connection.execute(
@@ -255,15 +262,18 @@ def _ingest_copy(settings: Settings, file_name: str, incoming: Path, sha256: str
     kept_name = f"{sha256[:_HASH_PREFIX]}_{file_name}"
     suite = load_suite(SUITE_PATH)
     try:
-        with connect(settings.warehouse) as connection:
+        with connect(settings) as connection, file_engine(connection) as engine:
             init_warehouse(connection)
             current = _current_load(connection, month)
             if current and current.sha256 == sha256:
                 return _log_unchanged(settings, connection, file_name, incoming, sha256, month,
                                       current.rows, load_id, user, now)
 
-            report = validate_file(connection, incoming, file_name, suite)
+            # The file engine reads and checks the file; only a file that passed is staged
+            # where the warehouse's queries can join it with the stored months.
+            report = validate_file(engine, incoming, file_name, suite)
             if report.passed:
+                stage_in_warehouse(connection, engine, STAGED_VIEW)
                 location = "row" if report.file_format == "parquet" else "line"
                 overlap = find_ids_in_other_months(connection, report.columns, month, ID_COLUMN,
                                                    location)
@@ -289,7 +299,7 @@ def _report_dict(report: GateReport, result: IngestResult, now: datetime) -> dic
     }
 
 
-def _reject(settings: Settings, connection: duckdb.DuckDBPyConnection, result: IngestResult,
+def _reject(settings: Settings, connection: Warehouse, result: IngestResult,
             report: GateReport, file_name: str, incoming: Path, kept_name: str, user: str,
             now: datetime) -> IngestResult:
     quarantine = Location(quarantine_url(settings))
@@ -306,7 +316,7 @@ def _reject(settings: Settings, connection: duckdb.DuckDBPyConnection, result: I
     return result
 
 
-def _accept(settings: Settings, connection: duckdb.DuckDBPyConnection, result: IngestResult,
+def _accept(settings: Settings, connection: Warehouse, result: IngestResult,
             report: GateReport, current: tuple[str, int] | None, file_name: str, incoming: Path,
             kept_name: str, user: str, now: datetime) -> IngestResult:
     landed = Location(landed_url(settings))
@@ -328,14 +338,9 @@ def _accept(settings: Settings, connection: duckdb.DuckDBPyConnection, result: I
         result.message += f". {result.replacement_warning}"
     result.report = _report_dict(report, result, now)
 
-    connection.execute("begin transaction")
-    try:
+    with connection.transaction():
         _insert_month(connection, report.columns, result.month, result.load_id)
         _log_attempt(connection, result, file_name, user, now)
-        connection.execute("commit")
-    except duckdb.Error:
-        connection.execute("rollback")
-        raise
     _write_report(landed, result.month, report_name, result.report)
     if result.replacement_warning:
         logger.warning("%s", result.message)
@@ -344,7 +349,7 @@ def _accept(settings: Settings, connection: duckdb.DuckDBPyConnection, result: I
     return result
 
 
-def _log_unchanged(settings: Settings, connection: duckdb.DuckDBPyConnection, file_name: str,
+def _log_unchanged(settings: Settings, connection: Warehouse, file_name: str,
                    incoming: Path, sha256: str, month: str, rows: int, load_id: str, user: str,
                    now: datetime) -> IngestResult:
     landed = Location(landed_url(settings))

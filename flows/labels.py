@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 
 from flows.config import Settings
 from flows.errors import CreditflowError
 from flows.months import HISTORY, parse_month
-from flows.warehouse import connect, init_warehouse, table_exists
+from flows.warehouse import Warehouse, connect, init_warehouse, table_exists
 
 logger = logging.getLogger(__name__)
 
@@ -147,9 +146,12 @@ def _failure(path: Path, errors: list[str], month: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def _check_months(connection: duckdb.DuckDBPyConnection, labels: pd.DataFrame, month: str,
+def _check_months(connection: Warehouse, labels: pd.DataFrame, month: str,
                   path: Path) -> pd.DataFrame:
-    """Return the stored target of each labeled application; raise when IDs are not in ``month``."""
+    """Return the stored target of each labeled application; raise when IDs are not in ``month``.
+
+    Leaves the labels in the temporary table ``incoming_labels`` for the update.
+    """
     month_rows = connection.execute(
         "select count(*) from raw_applications where month = ?", [month]).fetchall()[0][0]
     if not month_rows:
@@ -157,15 +159,14 @@ def _check_months(connection: duckdb.DuckDBPyConnection, labels: pd.DataFrame, m
             f"month {month} has no applications in the warehouse; ingest its file first "
             f"(creditflow ingest FILE --month {month}) or check --month"], month))
 
-    connection.register("incoming_labels", labels)
-    found = connection.execute(
+    connection.insert_frame("incoming_labels", labels, temporary=True)
+    found = connection.fetch_frame(
         "select labels.line, labels.sk_id_curr, labels.target, stored.month as stored_month, "
         "stored.target as stored_target "
         "from incoming_labels as labels "
         "left join raw_applications as stored on labels.sk_id_curr = stored.sk_id_curr "
         "order by labels.line"
-    ).df()
-    connection.unregister("incoming_labels")
+    )
 
     errors = []
     unknown = found[found["stored_month"].isna()]
@@ -236,7 +237,7 @@ def ingest_labels(settings: Settings, path: str | os.PathLike, month: str,
     now = datetime.now(UTC).replace(tzinfo=None)
     load_id = f"{now:%Y%m%dT%H%M%S%f}-labels-{sha256[:8]}"
 
-    with connect(settings.warehouse) as connection:
+    with connect(settings) as connection:
         init_warehouse(connection)
         found = _check_months(connection, labels, month, path)
         stored = found["stored_target"]
@@ -247,9 +248,7 @@ def ingest_labels(settings: Settings, path: str | os.PathLike, month: str,
         message = (f"{path.name}: {len(labels)} labels stored for month {month} "
                    f"({newly_labeled} new, {changed} changed, "
                    f"{len(labels) - newly_labeled - changed} unchanged; {defaults} defaults)")
-        connection.register("incoming_labels", labels)
-        connection.execute("begin transaction")
-        try:
+        with connection.transaction():
             connection.execute(
                 "update raw_applications set target = incoming_labels.target "
                 "from incoming_labels "
@@ -264,12 +263,6 @@ def ingest_labels(settings: Settings, path: str | os.PathLike, month: str,
                 [load_id, path.name, month, len(labels), sha256, user or _current_user(), now,
                  OUTCOME, message, str(stored_path)],
             )
-            connection.execute("commit")
-        except duckdb.Error:
-            connection.execute("rollback")
-            raise
-        finally:
-            connection.unregister("incoming_labels")
     _keep_original(path, stored_path)
     logger.info("%s (load %s)", message, load_id)
     return LabelsResult(month=month, rows=len(labels), newly_labeled=newly_labeled,
@@ -288,7 +281,7 @@ def _current_user() -> str:
 
 
 def _realized_auc(settings: Settings, month: str) -> float | None:
-    with connect(settings.warehouse, read_only=True) as connection:
+    with connect(settings, read_only=True) as connection:
         if not table_exists(connection, "monitoring_performance"):
             return None
         rows = connection.execute(

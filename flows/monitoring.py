@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import yaml
 
 from flows.config import Settings
 from flows.errors import CreditflowError
 from flows.months import parse_month
-from flows.warehouse import connect, table_exists
+from flows.warehouse import Warehouse, connect, describe, table_exists, warehouse_exists
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +129,7 @@ def validation_auc(metrics_json: str | None) -> float | None:
     return None
 
 
-def _rows(connection: duckdb.DuckDBPyConnection, sql: str, params: list) -> list[dict]:
+def _rows(connection: Warehouse, sql: str, params: list) -> list[dict]:
     cursor = connection.execute(sql, params)
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -284,7 +283,7 @@ _CHECKS = (
 
 
 def alerts_from_connection(
-    connection: duckdb.DuckDBPyConnection, month: str, config: MonitoringConfig | None = None
+    connection: Warehouse, month: str, config: MonitoringConfig | None = None
 ) -> list[dict]:
     """Return the warnings and alerts of ``month`` from the monitoring marts of ``connection``."""
     config = config or load_config()
@@ -312,11 +311,11 @@ def alerts(settings: Settings, month: str) -> list[dict]:
         month = parse_month(month)
     except ValueError as error:
         raise CreditflowError(str(error)) from error
-    if not settings.warehouse.exists():
-        raise CreditflowError(f"warehouse {settings.warehouse} does not exist: ingest, score and "
+    if not warehouse_exists(settings):
+        raise CreditflowError(f"warehouse {describe(settings)} does not exist: ingest, score and "
                               "monitor a month first, or check CREDITFLOW_HOME")
     config = load_config()
-    with connect(settings.warehouse, read_only=True) as connection:
+    with connect(settings, read_only=True) as connection:
         found = alerts_from_connection(connection, month, config)
     logger.info(
         "monitoring of %s: %d alerts, %d warnings",

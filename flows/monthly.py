@@ -57,7 +57,13 @@ from flows.months import (  # noqa: E402
 from flows.notify import build_payload, notify  # noqa: E402
 from flows.pipeline_runs import FAILED, RUN, SKIPPED, SUCCEEDED  # noqa: E402
 from flows.run_command import STEPS, select_steps, validate_month  # noqa: E402, F401
-from flows.warehouse import WarehouseLockedError, connect, table_exists  # noqa: E402
+from flows.warehouse import (  # noqa: E402
+    WarehouseLockedError,
+    WarehouseUnavailableError,
+    connect,
+    table_exists,
+    warehouse_exists,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -117,10 +123,11 @@ def resolve_month(month: str | None, timezone: str) -> str:
 # --- retries --------------------------------------------------------------------------------
 
 def is_transient(error: BaseException | None) -> bool:
-    """Return True for errors worth retrying: the warehouse file briefly locked by a process."""
+    """Return True for errors worth retrying: the warehouse file briefly locked by a process,
+    or a PostgreSQL warehouse that did not accept the connection (a restart, a full server)."""
     seen = 0
     while error is not None and seen < 10:
-        if isinstance(error, WarehouseLockedError):
+        if isinstance(error, WarehouseLockedError | WarehouseUnavailableError):
             return True
         text = str(error).lower()
         if "could not set lock on file" in text or "conflicting lock" in text:
@@ -159,9 +166,9 @@ def incoming_dir(settings: Settings, month: str) -> Path:
 
 
 def _query_one(settings: Settings, sql: str, parameters: list[Any], table: str) -> Any:
-    if not settings.warehouse.exists():
+    if not warehouse_exists(settings):
         return None
-    with connect(settings.warehouse, wait_seconds=60) as connection:
+    with connect(settings, wait_seconds=60) as connection:
         if not table_exists(connection, table):
             return None
         row = connection.execute(sql, parameters).fetchone()

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flows.config import Settings
-from flows.warehouse import connect, init_warehouse, table_exists
+from flows.warehouse import connect, init_warehouse, table_exists, warehouse_exists
 
 RUN = "run"  # the step name of the row that records the whole run
 RUNNING, SUCCEEDED, FAILED, SKIPPED, INTERRUPTED = (
@@ -27,7 +27,7 @@ def utc_now() -> datetime:
 def start(settings: Settings, run_id: str, month: str, step: str,
           detail: dict[str, Any] | None = None) -> None:
     """Insert the row of ``step`` with status ``running``."""
-    with connect(settings.warehouse, wait_seconds=_WAIT_SECONDS) as connection:
+    with connect(settings, wait_seconds=_WAIT_SECONDS) as connection:
         init_warehouse(connection)
         connection.execute(
             "insert into pipeline_runs (run_id, month, step, started_at, status, detail) "
@@ -39,7 +39,7 @@ def start(settings: Settings, run_id: str, month: str, step: str,
 def finish(settings: Settings, run_id: str, step: str, status: str, error: str | None = None,
            detail: dict[str, Any] | None = None) -> None:
     """Set the outcome of ``step`` in run ``run_id``."""
-    with connect(settings.warehouse, wait_seconds=_WAIT_SECONDS) as connection:
+    with connect(settings, wait_seconds=_WAIT_SECONDS) as connection:
         connection.execute(
             "update pipeline_runs set ended_at = ?, status = ?, error = ?, "
             "detail = coalesce(?, detail) where run_id = ? and step = ?",
@@ -53,9 +53,9 @@ def mark_interrupted(settings: Settings, month: str) -> int:
     A row stays ``running`` only when its process ended without recording an outcome (killed).
     Returns how many rows were closed.
     """
-    if not settings.warehouse.exists():
+    if not warehouse_exists(settings):
         return 0
-    with connect(settings.warehouse, wait_seconds=_WAIT_SECONDS) as connection:
+    with connect(settings, wait_seconds=_WAIT_SECONDS) as connection:
         if not table_exists(connection, "pipeline_runs"):
             return 0
         rows = connection.execute(
@@ -69,9 +69,9 @@ def mark_interrupted(settings: Settings, month: str) -> int:
 
 def latest_detail(settings: Settings, month: str, step: str) -> dict[str, Any] | None:
     """Return the detail of the latest succeeded ``step`` of ``month``, or None."""
-    if not settings.warehouse.exists():
+    if not warehouse_exists(settings):
         return None
-    with connect(settings.warehouse, wait_seconds=_WAIT_SECONDS) as connection:
+    with connect(settings, wait_seconds=_WAIT_SECONDS) as connection:
         if not table_exists(connection, "pipeline_runs"):
             return None
         row = connection.execute(
@@ -84,9 +84,9 @@ def latest_detail(settings: Settings, month: str, step: str) -> dict[str, Any] |
 
 def recent_runs(settings: Settings, limit: int = 10) -> list[dict[str, Any]]:
     """Return the latest ``limit`` runs, newest first, each with its steps in run order."""
-    if not settings.warehouse.exists():
+    if not warehouse_exists(settings):
         return []
-    with connect(settings.warehouse, wait_seconds=_WAIT_SECONDS) as connection:
+    with connect(settings, wait_seconds=_WAIT_SECONDS) as connection:
         if not table_exists(connection, "pipeline_runs"):
             return []
         columns = ["run_id", "month", "step", "started_at", "ended_at", "status", "error",

@@ -22,7 +22,7 @@ from flows.config import Settings
 from flows.errors import CreditflowError
 from flows.months import parse_month
 from flows.schema import COLUMNS_BY_NAME
-from flows.warehouse import connect, table_exists
+from flows.warehouse import DUCKDB, connect, describe, table_exists, warehouse_exists
 
 logger = logging.getLogger(__name__)
 
@@ -196,22 +196,29 @@ def profile_file(path: str | Path) -> list[ColumnProfile]:
 def profile_month(settings: Settings, month: str) -> list[ColumnProfile]:
     """Profile the applications of ``month`` as stored from its file (``raw_applications``)."""
     month = parse_month(month)
-    if not settings.warehouse.exists():
-        raise CreditflowError(f"warehouse {settings.warehouse} does not exist: ingest a file "
+    if not warehouse_exists(settings):
+        raise CreditflowError(f"warehouse {describe(settings)} does not exist: ingest a file "
                               "first (creditflow ingest FILE), or check CREDITFLOW_HOME")
-    with connect(settings.warehouse, read_only=True) as connection:
+    with connect(settings, read_only=True) as connection:
         if not table_exists(connection, "raw_applications"):
-            raise CreditflowError(f"warehouse {settings.warehouse} has no applications yet: "
+            raise CreditflowError(f"warehouse {describe(settings)} has no applications yet: "
                                   "ingest a file first (creditflow ingest FILE)")
         rows = connection.execute("select count(*) from raw_applications where month = ?",
                                   [month]).fetchall()[0][0]
         if not rows:
-            raise CreditflowError(f"month {month} has no applications in {settings.warehouse}: "
+            raise CreditflowError(f"month {month} has no applications in {describe(settings)}: "
                                   "ingest its file first, or profile the file itself")
-        connection.execute(
-            "create temporary table profiled as select * exclude (month, load_id) "
-            f"from raw_applications where month = '{month}'")
-        return profile_relation(connection)
+        if connection.dialect == DUCKDB:
+            connection.execute(
+                "create temporary table profiled as select * exclude (month, load_id) "
+                f"from raw_applications where month = '{month}'")
+            return profile_relation(connection)
+        # The profile's SQL is DuckDB's, so another warehouse's rows are profiled in memory.
+        rows = connection.fetch_frame("select * from raw_applications where month = ?", [month])
+    with duckdb.connect() as engine:
+        engine.register("month_rows", rows.drop(columns=["month", "load_id"]))
+        engine.execute("create temporary table profiled as select * from month_rows")
+        return profile_relation(engine)
 
 
 # --- HTML -----------------------------------------------------------------------------------
@@ -278,7 +285,7 @@ def write_profile(settings: Settings, file: str | Path | None = None, month: str
         except ValueError as error:
             raise CreditflowError(str(error)) from error
         profiles = profile_month(settings, month)
-        name, source = month, f"month {month} of {settings.warehouse}"
+        name, source = month, f"month {month} of {describe(settings)}"
     path = Path(out) if out else settings.reports / f"profile_{name}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_profile(f"creditflow data profile {name}", profiles, source),

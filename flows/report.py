@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 
@@ -26,7 +25,7 @@ from flows.errors import CreditflowError
 from flows.monitoring import ALERT, WARN, MonitoringConfig, alerts_from_connection, load_config
 from flows.monitoring import validation_auc as registry_validation_auc
 from flows.months import parse_month
-from flows.warehouse import connect, table_exists
+from flows.warehouse import Warehouse, connect, describe, table_exists, warehouse_exists
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +36,12 @@ def default_report_path(settings: Settings, month: str) -> Path:
     return settings.reports / f"report_{month}.html"
 
 
-def _frame(connection: duckdb.DuckDBPyConnection, table: str, sql: str,
+def _frame(connection: Warehouse, table: str, sql: str,
            params: list | None = None) -> pd.DataFrame | None:
     """Run ``sql`` when ``table`` exists; return None when it does not."""
     if not table_exists(connection, table):
         return None
-    return connection.execute(sql, params or []).df()
+    return connection.fetch_frame(sql, params or [])
 
 
 def _missing(table: str) -> str:
@@ -57,12 +56,12 @@ def _model_record(connection, month: str) -> dict[str, Any] | None:
     """Return the registry row of the model that scored ``month``, else the champion's."""
     if not table_exists(connection, "model_registry"):
         return None
-    rows = connection.execute(
+    rows = connection.fetch_frame(
         "select registry.* from model_registry as registry where registry.model_id = "
         "(select min(model_id) from predictions where score_month = ?) "
         "union all select * from model_registry where status = 'champion'",
         [month],
-    ).df()
+    )
     if rows.empty:
         return None
     return rows.iloc[0].to_dict()
@@ -94,9 +93,9 @@ def _load(connection, month: str) -> dict[str, Any]:
     data["reference_month"] = reference_month if isinstance(reference_month, str) else None
     data["reference_scores"] = None
     if data["reference_month"]:
-        data["reference_scores"] = connection.execute(
+        data["reference_scores"] = connection.fetch_frame(
             "select default_probability from predictions where score_month = ?",
-            [data["reference_month"]]).df()
+            [data["reference_month"]])
 
     data["decisions"] = _frame(
         connection, "monitoring_decisions",
@@ -118,13 +117,13 @@ def _load(connection, month: str) -> dict[str, Any]:
 
     data["labeled_scores"] = None
     if table_exists(connection, "applications") and table_exists(connection, "predictions"):
-        data["labeled_scores"] = connection.execute(
+        data["labeled_scores"] = connection.fetch_frame(
             "select predictions.default_probability, applications.target "
             "from predictions inner join applications "
             "on predictions.sk_id_curr = applications.sk_id_curr "
             "and predictions.score_month = applications.month "
             "where predictions.score_month = ? and applications.target is not null",
-            [month]).df()
+            [month])
     return data
 
 
@@ -371,11 +370,11 @@ def write_report(settings: Settings, month: str, out: str | Path | None = None) 
         month = parse_month(month)
     except ValueError as error:
         raise CreditflowError(str(error)) from error
-    if not settings.warehouse.exists():
-        raise CreditflowError(f"warehouse {settings.warehouse} does not exist: ingest and score "
+    if not warehouse_exists(settings):
+        raise CreditflowError(f"warehouse {describe(settings)} does not exist: ingest and score "
                               "a month first, or check CREDITFLOW_HOME")
     config = load_config()
-    with connect(settings.warehouse, read_only=True) as connection:
+    with connect(settings, read_only=True) as connection:
         data = _load(connection, month)
         has_rows = table_exists(connection, "raw_applications") and connection.execute(
             "select count(*) from raw_applications where month = ?", [month]).fetchall()[0][0]

@@ -23,7 +23,14 @@ import pyarrow.parquet as pq
 from flows.config import Settings
 from flows.errors import CreditflowError
 from flows.months import month_sort_key
-from flows.warehouse import connect, init_warehouse, table_exists
+from flows.warehouse import (
+    DUCKDB,
+    connect,
+    describe,
+    init_warehouse,
+    table_exists,
+    warehouse_exists,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +42,9 @@ LOCK_WAIT_SECONDS = 30.0
 
 
 def _require_warehouse(settings: Settings) -> None:
-    if not settings.warehouse.exists():
+    if not warehouse_exists(settings):
         raise CreditflowError(
-            f"warehouse {settings.warehouse} does not exist: ingest files (creditflow ingest "
+            f"warehouse {describe(settings)} does not exist: ingest files (creditflow ingest "
             "FILE) and build features (creditflow build) first, or check CREDITFLOW_HOME"
         )
 
@@ -45,7 +52,7 @@ def _require_warehouse(settings: Settings) -> None:
 def _require_feature_table(connection: Any, settings: Settings) -> None:
     if not table_exists(connection, FEATURE_TABLE):
         raise CreditflowError(
-            f"table {FEATURE_TABLE} not found in {settings.warehouse}: build the features "
+            f"table {FEATURE_TABLE} not found in {describe(settings)}: build the features "
             "first (creditflow build)"
         )
 
@@ -55,28 +62,24 @@ def _require_feature_table(connection: Any, settings: Settings) -> None:
 def feature_columns(settings: Settings) -> dict[str, str]:
     """Return the feature table's column -> SQL type, in table order."""
     _require_warehouse(settings)
-    with connect(settings.warehouse, wait_seconds=LOCK_WAIT_SECONDS) as connection:
+    with connect(settings, wait_seconds=LOCK_WAIT_SECONDS) as connection:
         _require_feature_table(connection, settings)
-        rows = connection.execute(
-            "select column_name, data_type from information_schema.columns "
-            "where table_name = ? order by ordinal_position", [FEATURE_TABLE]
-        ).fetchall()
-    return {name: data_type for name, data_type in rows}
+        return connection.column_types(FEATURE_TABLE)
 
 
 def month_inventory(settings: Settings) -> pd.DataFrame:
     """Return one row per month of the feature table: rows, labeled rows, defaults."""
     _require_warehouse(settings)
-    with connect(settings.warehouse, wait_seconds=LOCK_WAIT_SECONDS) as connection:
+    with connect(settings, wait_seconds=LOCK_WAIT_SECONDS) as connection:
         _require_feature_table(connection, settings)
-        frame = connection.execute(
+        frame = connection.fetch_frame(
             f"""
             select month, count(*) as rows, count(target) as labeled,
                    coalesce(sum(target), 0) as defaults
             from {FEATURE_TABLE}
             group by month
             """
-        ).df()
+        )
     frame["order"] = frame["month"].map(month_sort_key)
     return frame.sort_values("order").drop(columns="order").reset_index(drop=True)
 
@@ -95,28 +98,33 @@ def read_features(settings: Settings, months: list[str], labeled_only: bool = Fa
     _require_warehouse(settings)
     placeholders = ", ".join("?" for _ in months) or "null"
     condition = " and target is not null" if labeled_only else ""
-    with connect(settings.warehouse, wait_seconds=LOCK_WAIT_SECONDS) as connection:
+    with connect(settings, wait_seconds=LOCK_WAIT_SECONDS) as connection:
         _require_feature_table(connection, settings)
+        types = connection.column_types(FEATURE_TABLE)
         selected = "*"
         if numbers_as_float32 and columns is None:
-            columns = list(_column_types(connection))
+            columns = list(types)
         if columns is not None:
-            absent = [name for name in columns if name not in _column_types(connection)]
+            absent = [name for name in columns if name not in types]
             if absent:
                 raise CreditflowError(
                     f"column(s) {', '.join(absent)} not found in {FEATURE_TABLE}: rebuild the "
                     "features (creditflow build) or train a new model on the current features")
-            types = _column_types(connection)
+            # real is a 4-byte float on both engines (float alone is 8 bytes on PostgreSQL).
             selected = ", ".join(
-                f'cast("{name}" as float) as "{name}"'
+                f'cast("{name}" as real) as "{name}"'
                 if numbers_as_float32 and types[name] == "DOUBLE" else f'"{name}"'
                 for name in columns)
         query = (f"select {selected} from {FEATURE_TABLE} where month in ({placeholders})"
                  f"{condition} order by sk_id_curr")
         if not text_as_category:
-            return connection.execute(query, list(months)).df()
+            return connection.fetch_frame(query, list(months))
+        if connection.dialect != DUCKDB:
+            frame = connection.fetch_frame(query, list(months))
+            text = [name for name in frame.columns if types.get(name) == "VARCHAR"]
+            return frame.astype({name: "category" for name in text})
         # A cursor of its own: the checks above leave a result open on the connection.
-        cursor = connection.cursor()
+        cursor = connection.connection.cursor()
         try:
             table = cursor.sql(query, params=list(months)).to_arrow_table()
         finally:
@@ -127,13 +135,6 @@ def read_features(settings: Settings, months: list[str], labeled_only: bool = Fa
                                      pc.dictionary_encode(table.column(index)))
     # Converts column by column, releasing each Arrow column once it is in pandas.
     return table.to_pandas(split_blocks=True, self_destruct=True)
-
-
-def _column_types(connection: Any) -> dict[str, str]:
-    rows = connection.execute(
-        "select column_name, data_type from information_schema.columns where table_name = ? "
-        "order by ordinal_position", [FEATURE_TABLE]).fetchall()
-    return dict(rows)
 
 
 # --- model artifacts ------------------------------------------------------------------------
@@ -178,17 +179,17 @@ def read_artifacts(path: Path) -> tuple[bytes, dict[str, Any]]:
 # --- model registry -------------------------------------------------------------------------
 
 def _registry_frame(connection: Any, where: str = "", args: list | None = None) -> list[dict]:
-    rows = connection.execute(
+    rows = connection.fetch_frame(
         f"select * from model_registry {where} order by trained_at, model_id", args or []
-    ).df()
+    )
     return rows.to_dict(orient="records")
 
 
 def registry(settings: Settings) -> list[dict[str, Any]]:
     """Return every registered model, oldest first; empty when nothing is registered."""
-    if not settings.warehouse.exists():
+    if not warehouse_exists(settings):
         return []
-    with connect(settings.warehouse, wait_seconds=LOCK_WAIT_SECONDS) as connection:
+    with connect(settings, wait_seconds=LOCK_WAIT_SECONDS) as connection:
         if not table_exists(connection, "model_registry"):
             return []
         return _registry_frame(connection)
@@ -213,7 +214,7 @@ def register_model(settings: Settings, record: dict[str, Any], gains: dict[str, 
     Promotion retires the previous champion in the same transaction, so there is always at
     most one champion.
     """
-    with connect(settings.warehouse, wait_seconds=LOCK_WAIT_SECONDS) as connection:
+    with connect(settings, wait_seconds=LOCK_WAIT_SECONDS) as connection:
         init_warehouse(connection)
         connection.execute("begin transaction")
         try:
@@ -241,7 +242,7 @@ def register_model(settings: Settings, record: dict[str, Any], gains: dict[str, 
 def set_status(settings: Settings, model_id: str, status: str, note: str,
                retire_champion: bool = False) -> None:
     """Change a registered model's status and note (used when the same model is trained again)."""
-    with connect(settings.warehouse, wait_seconds=LOCK_WAIT_SECONDS) as connection:
+    with connect(settings, wait_seconds=LOCK_WAIT_SECONDS) as connection:
         connection.execute("begin transaction")
         try:
             if retire_champion:
@@ -259,31 +260,22 @@ def set_status(settings: Settings, model_id: str, status: str, note: str,
 
 def write_predictions(settings: Settings, month: str, frame: pd.DataFrame) -> None:
     """Replace the predictions of ``month`` with ``frame`` in one transaction."""
-    with connect(settings.warehouse, wait_seconds=LOCK_WAIT_SECONDS) as connection:
+    with connect(settings, wait_seconds=LOCK_WAIT_SECONDS) as connection:
         init_warehouse(connection)
-        connection.register("new_predictions", frame)
-        connection.execute("begin transaction")
-        try:
+        columns = ["sk_id_curr", "score_month", "model_id", "default_probability", "decision",
+                   "reason_codes", "scored_at"]
+        with connection.transaction():
             connection.execute("delete from predictions where score_month = ?", [month])
-            connection.execute(
-                "insert into predictions (sk_id_curr, score_month, model_id, default_probability, "
-                "decision, reason_codes, scored_at) select sk_id_curr, score_month, model_id, "
-                "default_probability, decision, reason_codes, scored_at from new_predictions")
-            connection.execute("commit")
-        except Exception:
-            connection.execute("rollback")
-            raise
-        finally:
-            connection.unregister("new_predictions")
+            connection.insert_frame("predictions", frame[columns])
 
 
 def read_predictions(settings: Settings, month: str) -> pd.DataFrame:
     _require_warehouse(settings)
-    with connect(settings.warehouse, wait_seconds=LOCK_WAIT_SECONDS) as connection:
+    with connect(settings, wait_seconds=LOCK_WAIT_SECONDS) as connection:
         init_warehouse(connection)
-        return connection.execute(
+        return connection.fetch_frame(
             "select * from predictions where score_month = ? order by sk_id_curr", [month]
-        ).df()
+        )
 
 
 def write_exports(frame: pd.DataFrame, csv_path: Path, parquet_path: Path) -> None:

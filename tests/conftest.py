@@ -88,6 +88,32 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server on 127.0.0.1 for the whole session (tests.postgres_server).
+
+    Yields the running `PostgresServer`: `.info.dsn` is postgresql://creditflow@127.0.0.1:PORT/
+    creditflow, `.info.dbt_env()` selects and configures profiles.yml's postgres target, and
+    `.create_database(name)` makes another empty database. Skips when PostgreSQL is not
+    installed, unless CI or CREDITFLOW_REQUIRE_POSTGRES is set: then the test fails instead.
+    """
+    from tests.postgres_server import PostgresServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        searched = os.environ.get("CREDITFLOW_PG_BINDIR") or "/usr/lib/postgresql/*/bin or PATH"
+        message = (f"PostgreSQL server binaries (initdb, postgres) not found in {searched}. "
+                   "Install them with `apt-get install postgresql`, or set "
+                   "CREDITFLOW_PG_BINDIR to the folder that contains them.")
+        if os.environ.get("CI") or os.environ.get("CREDITFLOW_REQUIRE_POSTGRES"):
+            pytest.fail(message)
+        pytest.skip(message)
+    server = PostgresServer(bindir)
+    server.start()
+    yield server
+    server.stop()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # Prefect stops its temporary server at interpreter exit and logs that to a console stream
     # pytest has already closed, which prints a "Logging error" traceback after the summary.

@@ -433,10 +433,10 @@ def test_feature_contract_rejects_type_change(settings: Settings, tmp_path: Path
     shutil.copytree(DBT_PROJECT_DIR, project,
                     ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
     contract = project / "models" / "marts" / "application_features.yml"
-    declared = "      - name: credit_income_ratio\n        data_type: double"
+    declared = "      - name: credit_income_ratio\n        data_type: double precision"
     text = contract.read_text()
     assert declared in text
-    contract.write_text(text.replace(declared, declared.replace("double", "integer")))
+    contract.write_text(text.replace(declared, declared.replace("double precision", "integer")))
 
     with pytest.raises(DbtError) as raised:
         run_dbt(settings, ["build", "--select", "+application_features"], project_dir=project)

@@ -20,8 +20,8 @@ parsed as (
         month,
         {{ dbt.length('month') }} as label_length,
         substring(month, 5, 1) as separator,
-        {{ dbt.safe_cast('substring(month, 1, 4)', dbt.type_int()) }} as year_number,
-        {{ dbt.safe_cast('substring(month, 6, 2)', dbt.type_int()) }} as month_number
+        {{ safe_cast_integer('substring(month, 1, 4)') }} as year_number,
+        {{ safe_cast_integer('substring(month, 6, 2)') }} as month_number
     from labels
 
 ),
