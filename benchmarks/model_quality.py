@@ -167,31 +167,35 @@ def _hanley_mcneil_se(value: float, positives: int, negatives: int) -> float:
     return float(np.sqrt(variance))
 
 
-def _bootstrap_difference(target: np.ndarray, ours: np.ndarray, theirs: np.ndarray,
-                          seed: int = 42, rounds: int = 1000) -> list[float]:
-    """Return the 2.5 and 97.5 percentiles of the paired bootstrap AUC difference."""
-    generator = np.random.default_rng(seed)
-    differences = []
-    for _ in range(rounds):
-        rows = generator.integers(0, len(target), len(target))
-        if len(np.unique(target[rows])) < 2:
-            continue
-        differences.append(roc_auc_score(target[rows], ours[rows])
-                           - roc_auc_score(target[rows], theirs[rows]))
-    return [float(np.percentile(differences, 2.5)), float(np.percentile(differences, 97.5))]
+def _bootstrap_interval(target: np.ndarray, statistic, seed: int = 42,
+                        rounds: int = 1000) -> list[float]:
+    """Return the 2.5 and 97.5 percentiles of ``statistic(rows)`` over bootstrap resamples.
 
-
-def _bootstrap_auc(target: np.ndarray, probability: np.ndarray, seed: int = 42,
-                   rounds: int = 1000) -> list[float]:
-    """Return the 2.5 and 97.5 percentiles of the bootstrap AUC."""
+    Resamples that hold one class only are skipped, because AUC is undefined on them.
+    """
     generator = np.random.default_rng(seed)
     values = []
     for _ in range(rounds):
         rows = generator.integers(0, len(target), len(target))
         if len(np.unique(target[rows])) < 2:
             continue
-        values.append(roc_auc_score(target[rows], probability[rows]))
+        values.append(statistic(rows))
     return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+
+
+def _bootstrap_difference(target: np.ndarray, ours: np.ndarray, theirs: np.ndarray,
+                          seed: int = 42, rounds: int = 1000) -> list[float]:
+    """Return the 95 % interval of the paired bootstrap AUC difference, ours minus theirs."""
+    return _bootstrap_interval(
+        target, lambda rows: (roc_auc_score(target[rows], ours[rows])
+                              - roc_auc_score(target[rows], theirs[rows])), seed, rounds)
+
+
+def _bootstrap_auc(target: np.ndarray, probability: np.ndarray, seed: int = 42,
+                   rounds: int = 1000) -> list[float]:
+    """Return the 95 % bootstrap interval of the AUC."""
+    return _bootstrap_interval(
+        target, lambda rows: roc_auc_score(target[rows], probability[rows]), seed, rounds)
 
 
 def measure(settings: Settings, files: list[Path], trials: int | None = None,
