@@ -26,6 +26,7 @@ import pandas as pd
 from flows.config import Settings
 from flows.errors import CreditflowError
 from flows.months import HISTORY, parse_month
+from flows.storage import Location, landed_url
 from flows.warehouse import Warehouse, connect, init_warehouse, table_exists
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class LabelsResult:
     defaults: int
     load_id: str
     sha256: str
-    stored_path: Path
+    stored_path: Path | str
     message: str
 
 
@@ -201,12 +202,30 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _kept_path(settings: Settings, path: Path, sha256: str) -> Path:
-    return settings.landed / "labels" / f"{sha256[:12]}_{path.name}"
+def _kept_key(path: Path, sha256: str) -> str:
+    return f"labels/{sha256[:12]}_{path.name}"
 
 
-def _keep_original(path: Path, target: Path) -> None:
-    """Copy the labels file to ``target`` as a read-only file, unless the same bytes are there."""
+def _kept_path(settings: Settings, path: Path, sha256: str) -> Path | str:
+    """Return where the labels file is kept: a local path, or its URL in an object store."""
+    location = Location(landed_url(settings))
+    if location.is_local:
+        return Path(location.root) / _kept_key(path, sha256)
+    return location.path_of(_kept_key(path, sha256))
+
+
+def _keep_original(settings: Settings, path: Path, sha256: str) -> None:
+    """Keep the labels file under the landed location, unless the same bytes are there.
+
+    A local copy is written atomically and made read-only.
+    """
+    location = Location(landed_url(settings))
+    key = _kept_key(path, sha256)
+    if not location.is_local:
+        if not location.exists(key):
+            location.put_object(path, key)
+        return
+    target = Path(location.root) / key
     folder = target.parent
     folder.mkdir(parents=True, exist_ok=True)
     if not target.exists():
@@ -263,7 +282,7 @@ def ingest_labels(settings: Settings, path: str | os.PathLike, month: str,
                 [load_id, path.name, month, len(labels), sha256, user or _current_user(), now,
                  OUTCOME, message, str(stored_path)],
             )
-    _keep_original(path, stored_path)
+    _keep_original(settings, path, sha256)
     logger.info("%s (load %s)", message, load_id)
     return LabelsResult(month=month, rows=len(labels), newly_labeled=newly_labeled,
                         changed=changed, unchanged=len(labels) - newly_labeled - changed,

@@ -351,6 +351,20 @@ def test_s3_landed_and_quarantine(s3_server, settings, real_files, tmp_path, cap
     again = ingest_file(configured, real_files[1])
     assert again.outcome == "unchanged"
     assert again.stored_path == october.stored_path
+
+    from flows.labels import ingest_labels
+
+    labels = tmp_path / "labels_2020-10.csv"
+    with real_files[1].open(newline="") as source, labels.open("w", newline="") as target:
+        writer = csv.writer(target)
+        writer.writerow(["SK_ID_CURR", "TARGET"])
+        writer.writerows([row["SK_ID_CURR"], row["TARGET"]] for row in csv.DictReader(source))
+    labeled = ingest_labels(configured, labels, "2020-10")
+    kept_labels = f"labels/{labeled.sha256[:12]}_labels_2020-10.csv"
+    assert labeled.rows == 1000
+    assert labeled.stored_path == f"s3://lender-archive/landed/{kept_labels}"
+    assert s3.get_object(Bucket="lender-archive", Key=f"landed/{kept_labels}")["Body"].read() \
+        == labels.read_bytes()
     assert _month_rows(settings) == {"history": 2999, "2020-10": 1000}
     # The local folders only held the temporary copies, which are gone.
     assert sorted(path.name for path in settings.landed.iterdir()) == []
