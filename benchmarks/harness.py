@@ -34,7 +34,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -286,7 +286,9 @@ def _stop_time(text: str | None) -> datetime | None:
         return None
     hour, minute = (int(part) for part in text.split(":"))
     now = datetime.now(UTC)
-    return now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    deadline = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    # A time of day earlier than now is tomorrow's: 01:00 given at 23:30 is 90 minutes away.
+    return deadline + timedelta(days=1) if deadline <= now else deadline
 
 
 # Settings that must match for measurements to be appended to an earlier results file.
@@ -355,7 +357,10 @@ def run(config: Config, work: Path, out: Path, chart: Path | None, stop_at: str 
     files = month_files(data)
     snapshots = prepare_histories(config, files, work, results, save)
 
-    for repetition in range(1, config.repetitions + 1):
+    # With --append, repetitions are numbered on from the earlier ones.
+    first = max((run["repetition"] for run in results["runs"] if not run.get("data_only")),
+                default=0)
+    for repetition in range(first + 1, first + config.repetitions + 1):
         # Largest first: the targets are checked on the two largest sizes.
         for size in sorted(config.sizes, reverse=True):
             expected = _expected_seconds(results["runs"], size)
@@ -367,7 +372,9 @@ def run(config: Config, work: Path, out: Path, chart: Path | None, stop_at: str 
                 continue
             measure_size(config, size, repetition, files, snapshots[size], work, keep)
 
-    for repetition in range(1, config.data_repetitions + 1):
+    first = max((run["repetition"] for run in results["runs"] if run.get("data_only")),
+                default=0)
+    for repetition in range(first + 1, first + config.data_repetitions + 1):
         for size in sorted(config.sizes, reverse=True):
             earlier = [run["wall_seconds"] for run in results["runs"]
                        if run["size"] == size and run.get("data_only")]
