@@ -1,6 +1,7 @@
 """``creditflow watch``: run a month as soon as its file arrives in the inbox (folder or S3 prefix).
 
-Every scan lists the inbox and decides, for each file:
+Every scan lists the inbox and decides, for each file (``initial.csv`` first, then monthly files
+in month order):
 
 - a temporary name (``.*``, ``~*``, ``*.tmp``, ``*.part``, ``*_COPYING_*``) is ignored;
 - a name that is not ``initial.csv`` or ``YYYYMMDD.csv`` is skipped, with a warning once;
@@ -42,7 +43,7 @@ from typing import Any
 from flows.config import Settings
 from flows.errors import CreditflowError
 from flows.month_lock import lock_path, process_is_running, read_holder
-from flows.months import HISTORY, month_from_filename
+from flows.months import HISTORY, month_from_filename, month_sort_key
 from flows.sqlite_state import sqlite_connection
 from flows.storage import Location, StoredFile, inbox_url, output_url
 from flows.watch_trigger import DEFAULT_POLL_SECONDS
@@ -103,6 +104,19 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def scan_order(item: StoredFile) -> tuple[int, str, str]:
+    """Sort key of a listed file: ``initial.csv`` first, then monthly files in month order.
+
+    A month's run trains on the labeled months before it, so the history must reach the local
+    inbox before a monthly file of the same scan starts its run. Other names come last.
+    """
+    try:
+        month = month_from_filename(item.name)
+    except ValueError:
+        return (1, "", item.name)
+    return (0, month_sort_key(month), item.name)
 
 
 def month_is_running(settings: Settings, month: str) -> bool:
@@ -283,7 +297,7 @@ class Watcher:
         self.state.save_listing(listing)
         logger.debug("scan of %s: %d file(s)", self.inbox, len(listing))
         decisions = list(followed)
-        for item in listing:
+        for item in sorted(listing, key=scan_order):
             following = [decision for decision in decisions if decision.action == "following"]
             if following:
                 # Left undecided in the listing, so a later scan considers the file again.

@@ -181,6 +181,28 @@ def test_running_month_is_left_alone(settings, real_files, tmp_path):
     assert not settings.warehouse.exists()
 
 
+def test_history_handled_before_months(settings, real_files, tmp_path):
+    watcher = _watcher(settings, tmp_path / "drop", tmp_path / "out")
+    shutil.copy(real_files[2], tmp_path / "drop" / "20201101.csv")
+    shutil.copy(real_files[1], tmp_path / "drop" / "20201001.csv")
+    shutil.copy(real_files[0], tmp_path / "drop" / "initial.csv")
+    # Both months are held by a live process, so the scan decides them without running them.
+    for month in ("2020-10", "2020-11"):
+        lock = lock_path(watcher.settings, month)
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                    "run_id": "live",
+                                    "started_at": datetime.now(UTC).isoformat()}))
+
+    watcher.scan()
+    decisions = watcher.scan()
+
+    assert [decision.name for decision in decisions] == ["initial.csv", "20201001.csv",
+                                                         "20201101.csv"]
+    assert _actions(decisions) == {"initial.csv": "staged", "20201001.csv": "month_busy",
+                                   "20201101.csv": "month_busy"}
+
+
 def test_default_inbox_is_local_inbox(settings, real_files):
     watcher = Watcher(settings)
     shutil.copy(real_files[0], settings.inbox / "initial.csv")
