@@ -459,21 +459,57 @@ def month_summary(settings: Settings, month: str, run_id: str, results: dict[str
     )
 
 
+def _record(write: Callable[..., Any], settings: Settings, run_id: str, *args: Any,
+            **kwargs: Any) -> bool:
+    """Call the ``pipeline_runs`` function ``write``, and log and return False when it raises.
+
+    Used on the failure path, where an unreachable warehouse must not stop the notification.
+    """
+    try:
+        write(settings, run_id, *args, **kwargs)
+    except Exception as error:  # noqa: BLE001 - psycopg, duckdb and lock errors alike
+        logger.warning("recording run %s in pipeline_runs (%s) failed: %s: %s", run_id,
+                       write.__name__, type(error).__name__, error)
+        return False
+    return True
+
+
 def _send(settings: Settings, run_id: str, month: str, payload: dict[str, Any]) -> None:
-    """Send ``payload`` as the run's notify step; nothing here fails the run."""
-    pipeline_runs.start(settings, run_id, month, "notify")
+    """Send ``payload`` as the run's notify step; nothing here fails the run.
+
+    The ``pipeline_runs`` rows of the notify step are best effort, so the message is sent even
+    when the warehouse cannot be written.
+    """
+    _record(pipeline_runs.start, settings, run_id, month, "notify")
     try:
         delivered = notify(settings, payload)
     except Exception as error:  # noqa: BLE001 - a notification never fails the run
         logger.warning("notification of %s failed: %s: %s", month, type(error).__name__, error)
-        pipeline_runs.finish(settings, run_id, "notify", FAILED, error=str(error))
+        _record(pipeline_runs.finish, settings, run_id, "notify", FAILED, error=str(error))
         return
     configured = bool(settings.webhook_url)
     status = FAILED if configured and not delivered else SUCCEEDED
     error = "the webhook did not accept the message (see the log)" if status == FAILED else None
-    pipeline_runs.finish(settings, run_id, "notify", status, error=error,
-                         detail={"webhook": configured, "delivered": delivered,
-                                 "text": payload["text"]})
+    _record(pipeline_runs.finish, settings, run_id, "notify", status, error=error,
+            detail={"webhook": configured, "delivered": delivered, "text": payload["text"]})
+
+
+def _fail_run(settings: Settings, run_id: str, month: str, step: str, error: BaseException,
+              results: dict[str, dict[str, Any]], trigger_file: str | None) -> RunFailedError:
+    """Record the failure of ``step`` (best effort), post the failure notification and return
+    the error to raise."""
+    log = get_run_logger()
+    message = _error_text(error)
+    log.error("%s: step %s failed: %s", month, step, message)
+    _record(pipeline_runs.finish, settings, run_id, step, FAILED, error=message)
+    results[step] = {"status": FAILED}
+    payload = build_payload(month=month, status=FAILED, run_id=run_id, failed_step=step,
+                            error=message, trigger_file=trigger_file,
+                            steps=[{"step": name, "status": value.get("status", SUCCEEDED)}
+                                   for name, value in results.items()])
+    _send(settings, run_id, month, payload)
+    _record(pipeline_runs.finish, settings, run_id, RUN, FAILED, error=f"{step}: {message}")
+    return RunFailedError(month, step, message)
 
 
 # --- the flow -------------------------------------------------------------------------------
@@ -518,13 +554,18 @@ def monthly_run(
     run_id = _run_id()
     log = get_run_logger()
     with month_lock(settings, month, run_id):
-        interrupted = pipeline_runs.mark_interrupted(settings, month)
+        try:
+            interrupted = pipeline_runs.mark_interrupted(settings, month)
+            pipeline_runs.start(settings, run_id, month, RUN, detail={
+                "steps": steps, "reuse_model": reuse_model, "trials": trials,
+                "trigger_file": trigger_file})
+        except Exception as error:
+            # The warehouse is unreachable before the first step: that step is the failed one.
+            raise _fail_run(settings, run_id, month, steps[0], error, {},
+                            trigger_file) from error
         if interrupted:
             log.warning("%s: %s step(s) of an earlier run never ended (process killed?); "
                         "marked interrupted", month, interrupted)
-        pipeline_runs.start(settings, run_id, month, RUN, detail={
-            "steps": steps, "reuse_model": reuse_model, "trials": trials,
-            "trigger_file": trigger_file})
         log.info("%s: run %s started, steps: %s", month, run_id, ", ".join(steps))
         return _run_steps(settings, run_id, month, steps, reuse_model, trials, trigger_file)
 
@@ -537,25 +578,16 @@ def _run_steps(settings: Settings, run_id: str, month: str, steps: list[str],
     for step in steps:
         if step == "notify":
             continue
-        pipeline_runs.start(settings, run_id, month, step)
         arguments: dict[str, Any] = {"reuse_model": reuse_model, "trials": trials} \
             if step == "train" else {}
         try:
+            pipeline_runs.start(settings, run_id, month, step)
             result = STEP_TASKS[step](settings, month, **arguments)
+            status = result.pop("status", SUCCEEDED)
+            pipeline_runs.finish(settings, run_id, step, status, detail=result)
         except Exception as error:
-            message = _error_text(error)
-            log.error("%s: step %s failed: %s", month, step, message)
-            pipeline_runs.finish(settings, run_id, step, FAILED, error=message)
-            results[step] = {"status": FAILED}
-            payload = build_payload(month=month, status=FAILED, run_id=run_id, failed_step=step,
-                                    error=message, trigger_file=trigger_file,
-                                    steps=[{"step": name, "status": value.get("status", SUCCEEDED)}
-                                           for name, value in results.items()])
-            _send(settings, run_id, month, payload)
-            pipeline_runs.finish(settings, run_id, RUN, FAILED, error=f"{step}: {message}")
-            raise RunFailedError(month, step, message) from error
-        status = result.pop("status", SUCCEEDED)
-        pipeline_runs.finish(settings, run_id, step, status, detail=result)
+            raise _fail_run(settings, run_id, month, step, error, results,
+                            trigger_file) from error
         results[step] = {"status": status, **result}
 
     summary = month_summary(settings, month, run_id, results, trigger_file=trigger_file)

@@ -327,6 +327,26 @@ def test_run_without_file_fails_at_gate(settings):
     assert not lock_path(settings, "2021-01").exists()
 
 
+def test_unreadable_warehouse_still_notifies(settings, caplog):
+    # Not a DuckDB file: every write of pipeline_runs fails, as with PostgreSQL stopped.
+    settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    settings.warehouse.write_bytes(b"not a database" * 1000)
+    caplog.set_level(logging.WARNING, logger="flows.monthly")
+    with WebhookReceiver() as receiver:
+        hooked = dataclasses.replace(settings, webhook_url=receiver.url)
+        with pytest.raises(RunFailedError) as caught:
+            run_month(hooked, "2021-01")
+
+    assert caught.value.step == "land"
+    assert len(receiver.messages) == 1
+    message = receiver.messages[0]
+    assert message["status"] == "failed"
+    assert message["failed_step"] == "land"
+    assert message["month"] == "2021-01"
+    assert any("recording run" in text and "pipeline_runs" in text for text in caplog.messages)
+    assert not lock_path(settings, "2021-01").exists()
+
+
 def test_land_warns_of_unnamed_file(settings, caplog):
     unnamed = settings.inbox / "march.csv"
     unnamed.write_text("SK_ID_CURR,TARGET\n1,0\n", encoding="utf-8")
