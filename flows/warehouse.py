@@ -16,13 +16,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 import duckdb
 import pandas as pd
@@ -48,6 +49,10 @@ class WarehouseUnavailableError(CreditflowError):
     """Raised when the configured PostgreSQL server cannot be reached or refuses the login."""
 
 
+class WarehouseUrlError(CreditflowError):
+    """Raised when CREDITFLOW_WAREHOUSE_URL is not a PostgreSQL URL that libpq can parse safely."""
+
+
 # --- configuration --------------------------------------------------------------------------
 
 def warehouse_url(settings: Settings) -> str | None:
@@ -59,14 +64,81 @@ def dialect_of(settings: Settings) -> str:
     return POSTGRES if warehouse_url(settings) else DUCKDB
 
 
+# A password in a key=value connection string or in a URL's query (password=...).
+_PASSWORD_SETTING = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
 def redact_url(url: str) -> str:
-    """Return ``url`` with its password replaced by ``***``, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = (parts.username or "")
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+    """Return ``url`` with its password replaced by ``***``, for messages and logs.
+
+    Works without parsing the URL, so a malformed one is redacted too: everything between the
+    user name's ``:`` and the last ``@`` is masked, which covers an unescaped ``@`` or ``/`` in
+    the password. A ``password=`` setting (key=value string or URL query) is masked as well.
+    """
+    redacted = _PASSWORD_SETTING.sub(r"\1***", url)
+    if "://" not in redacted:
+        return redacted
+    scheme, rest = redacted.split("://", 1)
+    at = rest.rfind("@")
+    if at < 0 or ":" not in rest[:at]:
+        return redacted
+    user = rest[:at].split(":", 1)[0]
+    return f"{scheme}://{user}:***{rest[at:]}"
+
+
+def _has_valid_port(parts: SplitResult) -> bool:
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+    except ValueError:
+        return False
+    return True
+
+
+def validate_warehouse_url(url: str) -> SplitResult:
+    """Check that ``url`` is a postgresql:// URL with a parseable authority, and split it.
+
+    Raises WarehouseUrlError naming the problem and the URL with its password masked, before
+    the URL reaches libpq, whose errors can echo the password.
+    """
+    redacted_url = redact_url(url)
+    fix = ("Write it as postgresql://USER:PASSWORD@HOST:PORT/DATABASE, or unset it to use the "
+           "DuckDB file.")
+    if "://" not in url:
+        raise WarehouseUrlError(
+            f"CREDITFLOW_WAREHOUSE_URL={redacted_url} is not a URL: key=value connection "
+            f"strings are not supported. {fix}")
+    scheme = url.split("://", 1)[0]
+    if scheme.lower() not in POSTGRES_SCHEMES:
+        raise WarehouseUrlError(
+            f"CREDITFLOW_WAREHOUSE_URL={redacted_url} has the scheme {scheme!r}, but only "
+            f"postgresql:// and postgres:// URLs are supported. {fix}")
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        # urlsplit's message can contain the authority, password included, so it is dropped.
+        raise WarehouseUrlError(
+            f"CREDITFLOW_WAREHOUSE_URL={redacted_url} is not a valid URL: its host part cannot be "
+            "parsed (an IPv6 address needs both [ and ]). " + fix) from None
+    if parts.netloc.count("@") > 1:
+        raise WarehouseUrlError(
+            f"CREDITFLOW_WAREHOUSE_URL={redacted_url} contains more than one '@' before the host. "
+            "Percent-encode '@' in the user name or password as %40.")
+    port_error = not _has_valid_port(parts)
+    # An unescaped '/', '?' or '#' in the password ends the authority early, so the password's
+    # tail becomes the port or path, and the '@' before the host follows the authority.
+    after_authority = url.split("://", 1)[1][len(parts.netloc):]
+    if "@" not in parts.netloc and "@" in after_authority and ("@" in parts.path or port_error):
+        raise WarehouseUrlError(
+            f"CREDITFLOW_WAREHOUSE_URL={redacted_url} has an '@' after the host part, so the "
+            "user name or password probably contains '/', '?' or '#'. Percent-encode them as "
+            "%2F, %3F and %23.")
+    if port_error:
+        port = parts.netloc.rsplit("@", 1)[-1].rsplit(":", 1)[-1]
+        raise WarehouseUrlError(
+            f"CREDITFLOW_WAREHOUSE_URL={redacted_url} has the invalid port {port!r}: expected a "
+            "whole number up to 65535.")
+    return parts
 
 
 def describe(settings: Settings) -> str:
@@ -474,7 +546,7 @@ def _open_postgres(url: str, read_only: bool = False) -> Any:
     import psycopg2
     import psycopg2.extensions
 
-    parts = urlsplit(url)
+    parts = validate_warehouse_url(url)
     host = parts.hostname or (parse_qs(parts.query).get("host") or ["the default Unix socket"])[-1]
     where = f"{host}:{parts.port or 5432}"
     try:

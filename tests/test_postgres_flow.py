@@ -24,7 +24,13 @@ from flows.errors import CreditflowError
 from flows.ingest import ingest_file
 from flows.labels import ingest_labels
 from flows.monthly import STEPS, run_month
-from flows.warehouse import WarehouseUnavailableError, connect, describe
+from flows.warehouse import (
+    WarehouseUnavailableError,
+    WarehouseUrlError,
+    connect,
+    describe,
+    redact_url,
+)
 from tests.conftest import FLOW_TEST_TRIALS
 
 pytestmark = pytest.mark.slow
@@ -304,3 +310,60 @@ def test_unreachable_postgres_fails_ingest(tmp_path: Path, real_files: list[Path
         ingest_file(settings, real_files[1])
     assert f"127.0.0.1:{port}" in str(raised.value)
     assert "pw-9" not in str(raised.value)
+
+
+SECRET = "TOPSECRET"
+# Malformed CREDITFLOW_WAREHOUSE_URL values, each with the start of the expected message.
+INVALID_URLS = {
+    "other scheme": (f"mysql://creditflow:{SECRET}@127.0.0.1:5432/db", "has the scheme 'mysql'"),
+    "duckdb scheme": (f"duckdb://creditflow:{SECRET}@127.0.0.1/db", "has the scheme 'duckdb'"),
+    "no scheme": ("notaurl", "is not a URL"),
+    "key=value": (f"host=127.0.0.1 user=creditflow password={SECRET} dbname=db",
+                  "is not a URL"),
+    "unescaped at": (f"postgresql://creditflow:TOP@{SECRET}@127.0.0.1:{{port}}/db",
+                     "Percent-encode '@' in the user name or password as %40"),
+    "unescaped slash": (f"postgresql://creditflow:TOP/{SECRET}@127.0.0.1:{{port}}/db",
+                        "Percent-encode them as %2F"),
+    "unescaped question mark": (f"postgresql://creditflow:TOP?{SECRET}@127.0.0.1/db",
+                                "Percent-encode them as %2F, %3F and %23"),
+    "unescaped hash": (f"postgresql://creditflow:TOP#{SECRET}@127.0.0.1/db",
+                       "Percent-encode them as %2F, %3F and %23"),
+    "port not a number": (f"postgresql://creditflow:{SECRET}@127.0.0.1:notaport/db",
+                          "has the invalid port 'notaport'"),
+    "unclosed ipv6": (f"postgresql://creditflow:{SECRET}@[::1/db", "is not a valid URL"),
+}
+
+
+@pytest.mark.parametrize("case", list(INVALID_URLS))
+def test_invalid_url_hides_password(tmp_path: Path, case: str):
+    url, expected = INVALID_URLS[case]
+    url = url.replace("{port}", str(_closed_port()))
+    settings = Settings(home=tmp_path / "home", warehouse_url=url)
+    with pytest.raises(WarehouseUrlError) as raised, connect(settings):
+        pass
+    message = str(raised.value)
+    assert expected in message
+    assert "CREDITFLOW_WAREHOUSE_URL=" in message
+    assert SECRET not in message
+    # A chained exception would print the raw URL in the traceback.
+    assert raised.value.__cause__ is None
+    assert raised.value.__context__ is None or raised.value.__suppress_context__
+    assert SECRET not in describe(settings)
+
+
+def test_invalid_url_fails_ingest(tmp_path: Path, real_files: list[Path]):
+    settings = Settings(home=tmp_path / "home",
+                        warehouse_url=f"mysql://creditflow:{SECRET}@127.0.0.1/db")
+    with pytest.raises(CreditflowError) as raised:
+        ingest_file(settings, real_files[1])
+    assert "only postgresql:// and postgres://" in str(raised.value)
+    assert SECRET not in str(raised.value)
+
+
+def test_redact_url_keeps_valid_url_parts():
+    assert (redact_url(f"postgresql://creditflow:{SECRET}@127.0.0.1:5432/db?sslmode=require")
+            == "postgresql://creditflow:***@127.0.0.1:5432/db?sslmode=require")
+    assert redact_url("postgresql://creditflow@127.0.0.1/db") \
+        == "postgresql://creditflow@127.0.0.1/db"
+    assert redact_url(f"postgresql:///db?password={SECRET}&sslmode=require") \
+        == "postgresql:///db?password=***&sslmode=require"
