@@ -5,7 +5,9 @@ The real sample lands in a DuckDB warehouse through the ingest gate, and its sto
 warehouses get the same model registry and predictions, written here as test data, so the
 monitoring marts have a champion and scored months. dbt then builds each warehouse in two
 rounds: history to 2020-12 first, then 2021-01, the unlabeled 2021-02 and a changed 2020-12,
-which the incremental models must add and replace. Every model is compared row by row.
+which the incremental models must add and replace. A third round stores labels of one class
+only (every TARGET 0) for 2021-02, where the monitoring marts divide by a zero count of
+defaults. Every model is compared row by row after the last round.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import yaml
 
 from flows.config import DBT_PROJECT_DIR, PROFILES_DIR, Settings
 from flows.ingest import ingest_file
+from flows.labels import ingest_labels
 from tests.conftest import REAL_UNLABELED
 
 pytestmark = pytest.mark.slow
@@ -43,6 +46,8 @@ SCORED_MONTHS = ["2020-11", "2020-12", "2021-01", "2021-02"]
 CHANGED_MONTH = "2020-12"
 # Rows dropped from the changed month's file, so its re-ingest replaces 1,000 rows by 990.
 CHANGED_MONTH_DROPPED_ROWS = 10
+# The unlabeled month that the third round labels with TARGET 0 only.
+ONE_CLASS_MONTH = "2021-02"
 
 # Each dbt model and the columns that identify its rows.
 MODEL_KEYS = {
@@ -94,6 +99,21 @@ def _ingest(settings: Settings, paths: list[Path]) -> None:
     for path in paths:
         result = ingest_file(settings, path)
         assert result.outcome in ("loaded", "replaced"), result.message
+
+
+def _ingest_one_class_labels(settings: Settings, folder: Path) -> None:
+    """Store TARGET 0 for every application of ONE_CLASS_MONTH, so the month has no defaults."""
+    with duckdb.connect(str(settings.warehouse), read_only=True) as connection:
+        ids = [row[0] for row in connection.execute(
+            "select sk_id_curr from raw_applications where month = ? order by sk_id_curr",
+            [ONE_CLASS_MONTH]).fetchall()]
+    assert ids, f"no applications of {ONE_CLASS_MONTH} to label"
+    folder.mkdir(parents=True, exist_ok=True)
+    labels = folder / f"labels_{ONE_CLASS_MONTH}.csv"
+    labels.write_text("SK_ID_CURR,TARGET\n" + "".join(f"{i},0\n" for i in ids), encoding="utf-8")
+    result = ingest_labels(settings, labels, ONE_CLASS_MONTH, user="test")
+    assert result.rows == len(ids)
+    assert result.defaults == 0
 
 
 def _postgres_ddl(duckdb_sql: str) -> str:
@@ -228,9 +248,13 @@ def engine_builds(tmp_path_factory: pytest.TempPathFactory, real_files: list[Pat
         [real_files[4], unlabeled, _changed_month_file(changed_month, root / "changed")],
     ]
 
+    rounds.append([])  # the third round only stores labels
+
     duckdb_results, postgres_results = [], []
     for number, paths in enumerate(rounds, start=1):
         _ingest(settings, paths)
+        if number == len(rounds):
+            _ingest_one_class_labels(settings, root / "labels")
         _write_model_tables(settings.warehouse)
         _copy_sources(settings.warehouse, postgres.dsn, root / f"copy_{number}")
         # One target folder per engine, so the second round reuses dbt's partial parse.
@@ -344,6 +368,20 @@ def test_postgres_monitoring_marts_not_empty(engine_builds: EngineBuilds) -> Non
                   "monitoring_performance", "monitoring_calibration"):
         _, rows = _postgres_rows(engine_builds.postgres_dsn, f"select count(*) from {model}")
         assert rows[0][0] > 0, f"{model} is empty on PostgreSQL"
+
+
+def test_postgres_one_class_month_has_no_auc(engine_builds: EngineBuilds) -> None:
+    sql = ("select labeled_rows, defaulted, default_rate, auc, gini, ks "
+           f"from monitoring_performance where month = '{ONE_CLASS_MONTH}'")
+    _, rows = _postgres_rows(engine_builds.postgres_dsn, sql)
+    assert len(rows) == 1, f"no monitoring_performance row for {ONE_CLASS_MONTH}"
+    labeled_rows, defaulted, default_rate, auc, gini, ks = rows[0]
+    assert labeled_rows == 49
+    assert defaulted == 0
+    assert default_rate == 0
+    assert auc is None
+    assert gini is None
+    assert ks is None
 
 
 def test_postgres_feature_types_match_duckdb(engine_builds: EngineBuilds) -> None:

@@ -32,9 +32,9 @@ final as (
         approved,
         reviewed,
         declined,
-        approved / cast(scored_rows as {{ type_double() }}) as approval_rate,
-        reviewed / cast(scored_rows as {{ type_double() }}) as review_rate,
-        declined / cast(scored_rows as {{ type_double() }}) as decline_rate,
+        approved / cast(nullif(scored_rows, 0) as {{ type_double() }}) as approval_rate,
+        reviewed / cast(nullif(scored_rows, 0) as {{ type_double() }}) as review_rate,
+        declined / cast(nullif(scored_rows, 0) as {{ type_double() }}) as decline_rate,
         mean_default_probability
     from month_decisions
 )

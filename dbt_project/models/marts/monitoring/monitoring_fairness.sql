@@ -71,7 +71,7 @@ group_decisions as (
 group_approval as (
     select
         *,
-        approved / cast(scored_rows as {{ type_double() }}) as approval_rate
+        approved / cast(nullif(scored_rows, 0) as {{ type_double() }}) as approval_rate
     from group_decisions
 ),
 
@@ -108,7 +108,8 @@ final as (
         coalesce(group_performance.labeled_rows, 0) as labeled_rows,
         group_performance.positives as defaulted,
         group_performance.positives
-        / cast(group_performance.labeled_rows as {{ type_double() }}) as default_rate,
+        / cast(nullif(group_performance.labeled_rows, 0) as {{ type_double() }})
+            as default_rate,
         group_performance.auc
     from group_approval
     left join reference_approval

@@ -242,9 +242,10 @@ shares as (
         coalesce(month_counts.month_rows, 0) as month_rows,
         coalesce(reference_counts.reference_rows, 0) as reference_rows,
         coalesce(month_counts.month_rows, 0)
-        / cast(month_totals.month_total as {{ type_double() }}) as month_share,
+        / cast(nullif(month_totals.month_total, 0) as {{ type_double() }}) as month_share,
         coalesce(reference_counts.reference_rows, 0)
-        / cast(reference_totals.reference_total as {{ type_double() }}) as reference_share
+        / cast(nullif(reference_totals.reference_total, 0) as {{ type_double() }})
+            as reference_share
     from month_bins
     inner join bin_definitions
         on

@@ -27,18 +27,20 @@ score_points as (
     group by month, default_probability
 ),
 
+-- A month with one class has a zero sum here: nullif makes both engines give null, where
+-- DuckDB would give NaN and PostgreSQL raise "division by zero".
 cumulative_rates as (
     select
         month,
         sum(positives) over (
             partition by month order by default_probability desc
             rows between unbounded preceding and current row
-        ) / cast(sum(positives) over (partition by month) as {{ type_double() }})
+        ) / cast(nullif(sum(positives) over (partition by month), 0) as {{ type_double() }})
             as true_positive_rate,
         sum(negatives) over (
             partition by month order by default_probability desc
             rows between unbounded preceding and current row
-        ) / cast(sum(negatives) over (partition by month) as {{ type_double() }})
+        ) / cast(nullif(sum(negatives) over (partition by month), 0) as {{ type_double() }})
             as false_positive_rate
     from score_points
 ),
@@ -66,7 +68,8 @@ final as (
         month_models.model_id,
         month_auc.labeled_rows,
         month_auc.positives as defaulted,
-        month_auc.positives / cast(month_auc.labeled_rows as {{ type_double() }}) as default_rate,
+        month_auc.positives / cast(nullif(month_auc.labeled_rows, 0) as {{ type_double() }})
+            as default_rate,
         month_auc.auc,
         2 * month_auc.auc - 1 as gini,
         case when month_auc.auc is not null then month_ks.ks end as ks

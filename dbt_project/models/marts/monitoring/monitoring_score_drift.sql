@@ -98,13 +98,15 @@ bin_shares as (
         score_bins.bin_number,
         coalesce(binned_month.month_rows, 0)
         / cast(
-            sum(binned_month.month_rows) over (partition by score_bins.month) as {{ type_double() }}
+            nullif(sum(binned_month.month_rows) over (partition by score_bins.month), 0)
+            as {{ type_double() }}
         )
             as month_share,
         coalesce(binned_reference.reference_rows, 0)
         / cast(
-            sum(binned_reference.reference_rows)
-                over (partition by score_bins.month)
+            nullif(
+                sum(binned_reference.reference_rows) over (partition by score_bins.month), 0
+            )
             as {{ type_double() }}
         )
             as reference_share
