@@ -10,7 +10,12 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 
 from flows.config import load_settings
 from flows.errors import CreditflowError
@@ -157,6 +162,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt in the main thread while the block runs.
+
+    Without it, SIGTERM skips the exit handlers that stop Prefect's temporary API server (a
+    uvicorn child process), which is left running. Outside the main thread, where Python
+    cannot install signal handlers, the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -174,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     module_name, function_name, _ = _COMMANDS[args.command]
     handler = getattr(importlib.import_module(module_name), function_name)
     try:
-        return int(handler(args, settings) or 0)
+        with sigterm_as_interrupt():
+            return int(handler(args, settings) or 0)
     except CreditflowError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

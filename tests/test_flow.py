@@ -9,9 +9,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -344,6 +348,53 @@ def test_unreadable_warehouse_still_notifies(settings, caplog):
     assert message["failed_step"] == "land"
     assert message["month"] == "2021-01"
     assert any("recording run" in text and "pipeline_runs" in text for text in caplog.messages)
+    assert not lock_path(settings, "2021-01").exists()
+
+
+def _api_server_children(parent_pid: int) -> list[int]:
+    """Return the ids of Prefect API server processes whose parent is ``parent_pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        ppid = next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:"))
+        if int(ppid) == parent_pid and "prefect.server.api.server" in command:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads processes from /proc")
+def test_sigterm_stops_prefect_server(settings):
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("PREFECT_API_URL", "CREDITFLOW_WEBHOOK_URL")}
+    environment["CREDITFLOW_HOME"] = str(settings.home)
+    process = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "--month", "2021-01"],
+                               cwd=REPO_ROOT, env=environment, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        servers: list[int] = []
+        while not servers and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            servers = _api_server_children(process.pid)
+        assert servers, "the run started no Prefect API server"
+
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert process.returncode == 130, output
+    deadline = time.monotonic() + 15
+    while any(process_is_running(pid) for pid in servers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(process_is_running(pid) for pid in servers)
     assert not lock_path(settings, "2021-01").exists()
 
 
