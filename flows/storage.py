@@ -49,23 +49,46 @@ class StoredFile:
     version: str
 
 
+# fsspec protocols a location may use: local paths and S3. Other schemes (ftp, http, ...) are
+# rejected before fsspec opens them, because opening an ftp:// location already resolves its host.
+SUPPORTED_PROTOCOLS = ("file", "local", "s3", "s3a")
+
+
+def check_scheme(url: str, setting: str | None = None) -> None:
+    """Raise StorageError when ``url`` is neither a local path nor a file:// or s3:// URL."""
+    protocol = fsspec.utils.get_protocol(url)
+    if protocol in SUPPORTED_PROTOCOLS:
+        return
+    shown = f"{setting}={redact_url(url)}" if setting else f"storage location {redact_url(url)}"
+    raise StorageError(f"{shown} uses the unsupported scheme {protocol}://: use a local path, "
+                       "a file:// URL or an s3://bucket/prefix URL")
+
+
 def inbox_url(settings: Settings) -> str:
     """Return the URL of the inbox the watcher lists (default: the local inbox folder)."""
+    if settings.inbox_url:
+        check_scheme(settings.inbox_url, "CREDITFLOW_INBOX_URL")
     return settings.inbox_url or str(settings.inbox)
 
 
 def output_url(settings: Settings) -> str:
     """Return the URL the watcher publishes outputs to (default: the local exports folder)."""
+    if settings.output_url:
+        check_scheme(settings.output_url, "CREDITFLOW_OUTPUT_URL")
     return settings.output_url or str(settings.exports)
 
 
 def landed_url(settings: Settings) -> str:
     """Return the URL that keeps accepted originals (default: the local landed folder)."""
+    if settings.landed_url:
+        check_scheme(settings.landed_url, "CREDITFLOW_LANDED_URL")
     return settings.landed_url or str(settings.landed)
 
 
 def quarantine_url(settings: Settings) -> str:
     """Return the URL that keeps rejected files and reports (default: the local quarantine)."""
+    if settings.quarantine_url:
+        check_scheme(settings.quarantine_url, "CREDITFLOW_QUARANTINE_URL")
     return settings.quarantine_url or str(settings.quarantine)
 
 
@@ -97,6 +120,7 @@ class Location:
         # The URL shown in logs, messages and load_log, without credentials.
         self.url = redact_url(opened)
         protocol = fsspec.utils.get_protocol(opened)
+        check_scheme(opened)
         if self.url != opened and not self.url.startswith("file:"):
             raise StorageError(f"storage location {self.url} has credentials or options in its "
                                "URL: remove them and set AWS_ACCESS_KEY_ID and "

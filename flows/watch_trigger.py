@@ -45,6 +45,12 @@ def check_deployment(name: str) -> str:
     from prefect.exceptions import ObjectNotFound
     from prefect.settings import PREFECT_API_URL
 
+    flow_name, _, deployment_name = name.partition("/")
+    if not flow_name or not deployment_name or "/" in deployment_name:
+        raise CreditflowError(
+            f"invalid deployment name {name!r} (--deployment or CREDITFLOW_DEPLOYMENT): expected "
+            "flow-name/deployment-name, e.g. creditflow-monthly/monthly"
+        )
     url = PREFECT_API_URL.value()
     if not url:
         raise CreditflowError(

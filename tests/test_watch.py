@@ -499,6 +499,42 @@ def test_watch_unreachable_server_named(settings, capsys):
     assert "cannot be reached" in error
 
 
+@pytest.mark.parametrize("name", ["monthly", "/monthly", "creditflow-monthly/", "a/b/c"])
+def test_watch_deployment_name_checked(settings, capsys, name):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tests.prefect_server import free_port
+
+    with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api"}):
+        code = main(["watch", "--once", "--deployment", name])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert f"invalid deployment name {name!r}" in error
+    assert "expected flow-name/deployment-name" in error
+
+
+@pytest.mark.parametrize("variable", ["CREDITFLOW_INBOX_URL", "CREDITFLOW_OUTPUT_URL",
+                                      "CREDITFLOW_LANDED_URL", "CREDITFLOW_QUARANTINE_URL"])
+def test_unsupported_scheme_names_setting(settings, monkeypatch, capsys, variable):
+    monkeypatch.setenv(variable, "ftp://user:secret@ftp.invalid/x")
+    monkeypatch.setenv("CREDITFLOW_HOME", str(settings.home))
+    from flows.config import load_settings
+    from flows.storage import inbox_url, landed_url, output_url, quarantine_url
+
+    configured = load_settings(settings.home)
+    with pytest.raises(StorageError) as caught:
+        for url_of in (inbox_url, output_url, landed_url, quarantine_url):
+            url_of(configured)
+    message = str(caught.value)
+    assert f"{variable}=ftp://ftp.invalid/x uses the unsupported scheme ftp://" in message
+    assert "secret" not in message
+
+
+def test_location_rejects_ftp_scheme():
+    with pytest.raises(StorageError, match="unsupported scheme ftp://"):
+        Location("ftp://ftp.invalid/inbox")
+
+
 @pytest.mark.slow
 def test_deployment_run_followed_after_restart(prefect_server, backfilled_home, real_files,
                                                tmp_path, caplog):
