@@ -20,6 +20,7 @@ import pandas as pd
 from flows import charts
 from flows.config import Settings
 from flows.errors import CreditflowError
+from flows.gate_read import _compressed_format, check_utf8
 from flows.months import parse_month
 from flows.schema import COLUMNS_BY_NAME
 from flows.warehouse import DUCKDB, connect, describe, table_exists, warehouse_exists
@@ -156,6 +157,19 @@ def _add_top_values(connection, profiles: list[ColumnProfile]) -> None:
 
 # --- sources --------------------------------------------------------------------------------
 
+def _check_csv_text(path: Path) -> None:
+    """Raise CreditflowError for a CSV file that is an archive or not UTF-8, as the gate does."""
+    compressed = _compressed_format(path)
+    if compressed:
+        raise CreditflowError(f"cannot profile {path}: the file is a {compressed}, not CSV text. "
+                              "Extract the CSV file from it and profile that file")
+    encoding = check_utf8(path)
+    if encoding:
+        raise CreditflowError(f"cannot profile {path}: {encoding.message}. Save the file as "
+                              "UTF-8 (for example `iconv -f latin1 -t utf-8 FILE`) and profile "
+                              "it again")
+
+
 def _file_view(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
     """Load a CSV or Parquet file into the temporary table ``profiled``, typed by the contract."""
     suffix = path.suffix.lower()
@@ -166,6 +180,7 @@ def _file_view(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
         return
     if suffix != ".csv":
         raise CreditflowError(f"cannot profile {path}: expected a .csv or .parquet file")
+    _check_csv_text(path)
     header = connection.execute(
         f"select * from read_csv({literal}, header = true, all_varchar = true) limit 0"
     ).description

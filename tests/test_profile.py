@@ -112,3 +112,27 @@ def test_profile_errors_name_the_input(settings, tmp_path):
         write_profile(settings, file=text)
     with pytest.raises(CreditflowError, match="has no applications yet|does not exist"):
         write_profile(settings, month="2020-10")
+
+
+def test_profile_gzip_file_rejected(settings, tmp_path, capsys):
+    import gzip
+
+    packed = tmp_path / "20210101.csv"
+    packed.write_bytes(gzip.compress(b"SK_ID_CURR,TARGET\n100002,0\n"))
+
+    assert main(["profile", str(packed)]) == 2
+    error = capsys.readouterr().err
+    assert f"cannot profile {packed}: the file is a gzip archive, not CSV text" in error
+    assert "Extract the CSV file" in error
+
+
+def test_profile_latin1_file_rejected(settings, tmp_path, capsys):
+    latin1 = tmp_path / "20210101.csv"
+    latin1.write_bytes("SK_ID_CURR,NAME_TYPE_SUITE\n100002,Unaccompanied\n100003,Fianc\xe9\n"
+                       .encode("latin-1"))
+
+    assert main(["profile", str(latin1)]) == 2
+    error = capsys.readouterr().err
+    assert f"cannot profile {latin1}: the file is not UTF-8" in error
+    assert "on line 3" in error
+    assert "Save the file as UTF-8" in error
