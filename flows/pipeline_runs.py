@@ -7,10 +7,12 @@ held between steps. Times are UTC.
 from __future__ import annotations
 
 import json
+import socket
 from datetime import UTC, datetime
 from typing import Any
 
 from flows.config import Settings
+from flows.month_lock import lock_path, process_is_running, read_holder
 from flows.warehouse import connect, init_warehouse, table_exists, warehouse_exists
 
 RUN = "run"  # the step name of the row that records the whole run
@@ -105,8 +107,43 @@ def recent_runs(settings: Settings, limit: int = 10) -> list[dict[str, Any]]:
                 [record["run_id"], RUN],
             ).fetchall()
             record["steps"] = [dict(zip(columns, step, strict=True)) for step in steps]
+            if record["status"] == RUNNING and not _run_process_alive(settings, record):
+                _show_interrupted(record)
             result.append(record)
     return result
+
+
+def _run_process_alive(settings: Settings, run: dict[str, Any]) -> bool:
+    """Return False when no live process holds the month lock for ``run``.
+
+    A lock held on another host, or with unreadable content, counts as alive because this
+    host cannot check it.
+    """
+    holder = read_holder(lock_path(settings, run["month"]))
+    if holder is None:
+        return False
+    if not holder:
+        return True
+    if holder.get("run_id") != run["run_id"]:
+        return False
+    if holder.get("host") != socket.gethostname():
+        return True
+    return process_is_running(int(holder.get("pid", 0)))
+
+
+def _show_interrupted(run: dict[str, Any]) -> None:
+    """Show a ``running`` run whose process ended as ``interrupted``, without writing it.
+
+    The next run of the month records the same status in the table (see mark_interrupted).
+    """
+    message = ("the process of this run ended without recording an outcome (killed?). Finish "
+               f"the month with creditflow run --month {run['month']} --from <first step not "
+               "succeeded>")
+    run["status"] = INTERRUPTED
+    run["error"] = run["error"] or message
+    for step in run["steps"]:
+        if step["status"] == RUNNING:
+            step["status"] = INTERRUPTED
 
 
 def _to_json(detail: dict[str, Any] | None) -> str | None:

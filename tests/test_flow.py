@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -455,6 +456,31 @@ def test_status_shows_failed_run(settings, capsys):
     assert "gate     failed" in output
     assert "no applications loaded for month 2021-01" in output
     assert "land" not in output
+
+
+def test_status_shows_dead_run_interrupted(settings, capsys):
+    pipeline_runs.start(settings, "dead-run", "2021-01", pipeline_runs.RUN)
+    pipeline_runs.start(settings, "dead-run", "2021-01", "land")
+    # The lock file of a process that ended without removing it.
+    lock = lock_path(settings, "2021-01")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname(),
+                                "run_id": "dead-run",
+                                "started_at": datetime.now(UTC).isoformat()}))
+
+    assert command_status(SimpleNamespace(limit=5), settings) == 0
+    output = capsys.readouterr().out
+    assert "2021-01  interrupted" in output
+    assert "land     interrupted" in output
+    assert "creditflow run --month 2021-01 --from" in output
+
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                "run_id": "dead-run",
+                                "started_at": datetime.now(UTC).isoformat()}))
+    assert command_status(SimpleNamespace(limit=5), settings) == 0
+    output = capsys.readouterr().out
+    assert "2021-01  running" in output
+    assert "land     running" in output
 
 
 def test_status_without_runs(settings, capsys):
