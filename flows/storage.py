@@ -59,37 +59,38 @@ def check_scheme(url: str, setting: str | None = None) -> None:
     protocol = fsspec.utils.get_protocol(url)
     if protocol in SUPPORTED_PROTOCOLS:
         return
-    shown = f"{setting}={redact_url(url)}" if setting else f"storage location {redact_url(url)}"
-    raise StorageError(f"{shown} uses the unsupported scheme {protocol}://: use a local path, "
+    location = f"{setting}={redact_url(url)}" if setting else f"storage location {redact_url(url)}"
+    raise StorageError(f"{location} uses the unsupported scheme {protocol}://: use a local path, "
                        "a file:// URL or an s3://bucket/prefix URL")
+
+
+def _configured_url(url: str | None, setting: str, default: Path) -> str:
+    """Return ``url`` after checking its scheme, or the local ``default`` folder when unset."""
+    if url:
+        check_scheme(url, setting)
+        return url
+    return str(default)
 
 
 def inbox_url(settings: Settings) -> str:
     """Return the URL of the inbox the watcher lists (default: the local inbox folder)."""
-    if settings.inbox_url:
-        check_scheme(settings.inbox_url, "CREDITFLOW_INBOX_URL")
-    return settings.inbox_url or str(settings.inbox)
+    return _configured_url(settings.inbox_url, "CREDITFLOW_INBOX_URL", settings.inbox)
 
 
 def output_url(settings: Settings) -> str:
     """Return the URL the watcher publishes outputs to (default: the local exports folder)."""
-    if settings.output_url:
-        check_scheme(settings.output_url, "CREDITFLOW_OUTPUT_URL")
-    return settings.output_url or str(settings.exports)
+    return _configured_url(settings.output_url, "CREDITFLOW_OUTPUT_URL", settings.exports)
 
 
 def landed_url(settings: Settings) -> str:
     """Return the URL that keeps accepted originals (default: the local landed folder)."""
-    if settings.landed_url:
-        check_scheme(settings.landed_url, "CREDITFLOW_LANDED_URL")
-    return settings.landed_url or str(settings.landed)
+    return _configured_url(settings.landed_url, "CREDITFLOW_LANDED_URL", settings.landed)
 
 
 def quarantine_url(settings: Settings) -> str:
     """Return the URL that keeps rejected files and reports (default: the local quarantine)."""
-    if settings.quarantine_url:
-        check_scheme(settings.quarantine_url, "CREDITFLOW_QUARANTINE_URL")
-    return settings.quarantine_url or str(settings.quarantine)
+    return _configured_url(settings.quarantine_url, "CREDITFLOW_QUARANTINE_URL",
+                           settings.quarantine)
 
 
 def redact_url(url: str) -> str:

@@ -458,15 +458,18 @@ def test_status_shows_failed_run(settings, capsys):
     assert "land" not in output
 
 
+def _write_lock(lock: Path, pid: int, run_id: str) -> None:
+    lock.write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "run_id": run_id,
+                                "started_at": datetime.now(UTC).isoformat()}))
+
+
 def test_status_shows_dead_run_interrupted(settings, capsys):
     pipeline_runs.start(settings, "dead-run", "2021-01", pipeline_runs.RUN)
     pipeline_runs.start(settings, "dead-run", "2021-01", "land")
     # The lock file of a process that ended without removing it.
     lock = lock_path(settings, "2021-01")
     lock.parent.mkdir(parents=True, exist_ok=True)
-    lock.write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname(),
-                                "run_id": "dead-run",
-                                "started_at": datetime.now(UTC).isoformat()}))
+    _write_lock(lock, _dead_pid(), "dead-run")
 
     assert command_status(SimpleNamespace(limit=5), settings) == 0
     output = capsys.readouterr().out
@@ -474,9 +477,7 @@ def test_status_shows_dead_run_interrupted(settings, capsys):
     assert "land     interrupted" in output
     assert "creditflow run --month 2021-01 --from" in output
 
-    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                "run_id": "dead-run",
-                                "started_at": datetime.now(UTC).isoformat()}))
+    _write_lock(lock, os.getpid(), "dead-run")
     assert command_status(SimpleNamespace(limit=5), settings) == 0
     output = capsys.readouterr().out
     assert "2021-01  running" in output
