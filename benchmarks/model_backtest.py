@@ -8,8 +8,9 @@ design choice is judged here instead, on backtests whose score month comes befor
   before it and validates on the latest labeled month before it (or the pooled months of the
   ``validation.months`` setting), exactly as in production;
 - the realized AUC of that model on the score month's labels is the figure that counts;
-- the baseline is the configuration before this comparison (written out in ``BASELINE`` so the
-  protocol stays the same after ``ml/params.yml`` changes); each candidate changes one thing;
+- the baseline is the configuration before this comparison. It is written out in ``BASELINE``,
+  so the protocol stays the same after ``ml/params.yml`` changes. Each candidate changes one
+  thing;
 - a candidate is kept when its mean realized AUC over the backtest months beats the baseline's
   by at least ``KEEP_MARGIN`` and it is lower on no backtest month; of the alternatives within
   one family (for example the feature-selection sizes), the best kept one is taken;

@@ -269,8 +269,8 @@ def _ingest_copy(settings: Settings, file_name: str, incoming: Path, sha256: str
                 return _log_unchanged(settings, connection, file_name, incoming, sha256, month,
                                       current.rows, load_id, user, now)
 
-            # The file engine reads and checks the file; only a file that passed is staged
-            # where the warehouse's queries can join it with the stored months.
+            # The file engine reads and checks the file. Only a file that passed is staged where
+            # the warehouse's queries can join it with the stored months.
             report = validate_file(engine, incoming, file_name, suite)
             if report.passed:
                 stage_in_warehouse(connection, engine, STAGED_VIEW)

@@ -498,7 +498,7 @@ class PostgresWarehouse(Warehouse):
                     f"copy {table} ({quoted}) from stdin with (format csv, null '\\N')", rows)
 
     def table_exists(self, name: str) -> bool:
-        # to_regclass sees the tables of the search path, temporary ones included.
+        # to_regclass resolves the name through the search path, temporary tables included.
         row = self.execute("select to_regclass(?) is not null", [name]).fetchone()
         return bool(row and row[0])
 
@@ -564,8 +564,8 @@ def _open_postgres(url: str, read_only: bool = False) -> Any:
             "DuckDB file instead."
         ) from None
     connection.autocommit = True
-    # Before PostgreSQL 12, text output of doubles is exact only with 3 extra digits; from 12 on,
-    # any value above 0 gives the shortest exact form. COPY's CSV depends on it.
+    # COPY's CSV must carry doubles exactly. Before PostgreSQL 12 that needs 3 extra digits, and
+    # from 12 on any value above 0 gives the shortest exact form.
     with connection.cursor() as cursor:
         cursor.execute("set extra_float_digits = 3")
     if read_only:
@@ -586,8 +586,8 @@ def connect(target: Settings | str | os.PathLike, read_only: bool = False,
     For DuckDB, waits up to ``wait_seconds`` for another process's lock and raises
     :class:`WarehouseLockedError` naming the file when it stays locked. For PostgreSQL,
     raises :class:`WarehouseUnavailableError` naming host and port when the server cannot be
-    reached; ``read_only`` makes the session's transactions read-only and ``wait_seconds``
-    does not apply there.
+    reached. There ``read_only`` makes the session's transactions read-only, and
+    ``wait_seconds`` does not apply.
     """
     if isinstance(target, str | os.PathLike):
         warehouse: Warehouse = DuckDBWarehouse(_open_duckdb(Path(target), read_only,

@@ -148,7 +148,7 @@ def test_merge_overrides_keeps_both_keys() -> None:
 
 
 def test_params_file_matches_backtest_choice() -> None:
-    """ml/params.yml holds the configuration the recorded backtest chose."""
+    """ml/params.yml contains the configuration the recorded backtest chose."""
     results = json.loads(model_quality.RESULTS.read_text(encoding="utf-8"))
     if "backtest" not in results:
         pytest.skip("no backtest recorded in benchmarks/results/model_quality.json")

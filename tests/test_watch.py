@@ -346,9 +346,9 @@ def test_s3_landed_and_quarantine(s3_server, settings, real_files, tmp_path, cap
     history = ingest_file(configured, real_files[0])
     october = ingest_file(configured, real_files[1])
     assert (history.outcome, october.outcome) == ("loaded", "loaded")
-    kept = f"2020-10/{october.sha256[:12]}_20201001.csv"
-    assert october.stored_path == f"s3://lender-archive/landed/{kept}"
-    assert s3.get_object(Bucket="lender-archive", Key=f"landed/{kept}")["Body"].read() == \
+    october_key = f"2020-10/{october.sha256[:12]}_20201001.csv"
+    assert october.stored_path == f"s3://lender-archive/landed/{october_key}"
+    assert s3.get_object(Bucket="lender-archive", Key=f"landed/{october_key}")["Body"].read() == \
         real_files[1].read_bytes()
     assert f"2020-10/{october.sha256[:12]}_20201001.csv.{october.load_id}.report.json" in \
         _keys(s3, "lender-archive", "landed/")
@@ -395,8 +395,8 @@ def test_s3_landed_and_quarantine(s3_server, settings, real_files, tmp_path, cap
     with connect(settings.warehouse, read_only=True) as connection:
         logged = connection.execute("select stored_path, report_path, message from load_log"
                                     ).fetchall()
-    shown = [str(value) for row in logged for value in row] + caplog.messages
-    assert not [text for text in shown if "HIDDENKEY" in text]
+    texts = [str(value) for row in logged for value in row] + caplog.messages
+    assert not [text for text in texts if "HIDDENKEY" in text]
 
 
 def test_credentials_in_url_rejected():
@@ -575,8 +575,9 @@ def test_deployment_run_followed_after_restart(prefect_server, backfilled_home, 
         [row] = first.state.files()
         assert row["status"] == RUNNING
         flow_run_id = row["run_id"]
-        assert any(flow_run_id in message and "triggered deployment" in message
-                   for message in caplog.messages)
+        triggered = [message for message in caplog.messages if "triggered deployment" in message]
+        assert triggered
+        assert any(flow_run_id in message for message in triggered)
 
         restarted = Watcher(settings, reuse_model=True, poll_seconds=1, follow_seconds=600)
         log = tmp_path / "worker.log"
@@ -597,8 +598,9 @@ def test_deployment_run_followed_after_restart(prefect_server, backfilled_home, 
     assert flow_runs[0].parameters == {"month": "2021-01", "reuse_model": True,
                                        "trigger_file": f"{drop}/20210101.csv"}
     assert _run_count(home) == runs_before + 1
-    assert any("following flow run" in message and flow_run_id in message
-               for message in caplog.messages)
+    following = [message for message in caplog.messages if "following flow run" in message]
+    assert following
+    assert any(flow_run_id in message for message in following)
 
     [row] = restarted.state.files()
     assert row["status"] == SUCCEEDED
