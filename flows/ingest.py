@@ -132,9 +132,19 @@ def _write_report(location: Location, month: str, name: str,
 
 def _resolve_month(path: Path, month: str | None) -> str:
     try:
-        return parse_month(month) if month else month_from_filename(path)
+        if not month:
+            return month_from_filename(path)
+        month = parse_month(month)
     except ValueError as error:
         raise CreditflowError(f"{path}: {error}") from error
+    # The given month wins, but a file named for another month is more often a slip than intent.
+    with contextlib.suppress(ValueError):
+        named = month_from_filename(path)
+        if named != month:
+            logger.warning("%s is named for month %s but is loaded as %s because the month was "
+                           "given explicitly (--month); check that this is intended", path.name,
+                           named, month)
+    return month
 
 
 class CurrentLoad(NamedTuple):

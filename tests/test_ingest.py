@@ -517,6 +517,22 @@ def test_unknown_month_name_raises(settings: Settings, november, tmp_path: Path)
     assert ingest_file(settings, path, month="2020-11").outcome == "loaded"
 
 
+def test_month_other_than_file_name_warns(settings: Settings, november, tmp_path: Path,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    header, rows = november
+    path = write_rows(tmp_path / "20201101.csv", header, rows)
+    with caplog.at_level("WARNING", logger="flows.ingest"):
+        assert ingest_file(settings, path, month="2020-12").month == "2020-12"
+    assert "20201101.csv is named for month 2020-11 but is loaded as 2020-12" in caplog.text
+
+    caplog.clear()
+    (tmp_path / "other").mkdir()
+    other = write_rows(tmp_path / "other" / "20201201.csv", header, rows)
+    with caplog.at_level("WARNING", logger="flows.ingest"):
+        ingest_file(settings, other, month="2020-12")
+    assert "is named for month" not in caplog.text
+
+
 def test_command_exit_codes_and_report(loaded: Settings, november, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     header, rows = november
