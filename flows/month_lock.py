@@ -109,8 +109,12 @@ def month_lock(settings: Settings, month: str, run_id: str) -> Iterator[Path]:
             )
         # NOTE: two processes that find the same stale lock at the same moment can both remove
         # it, and the slower one may then remove the lock the faster one just created.
-        logger.warning("replacing stale lock %s of month %s left by process %s (no longer running)",
-                       path, month, holder.get("pid"))
+        if holder:
+            logger.warning("replacing stale lock %s of month %s left by process %s (no longer "
+                           "running)", path, month, holder.get("pid"))
+        else:
+            logger.warning("replacing damaged lock %s of month %s (its content is unreadable)",
+                           path, month)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
     try:

@@ -285,12 +285,15 @@ def test_lock_of_other_host_kept(settings):
     assert json.loads(path.read_text())["run_id"] == "old"
 
 
-def test_lock_unreadable_file_replaced(settings):
+def test_lock_unreadable_file_replaced(settings, caplog):
     path = lock_path(settings, "2021-01")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("{not json")
-    with month_lock(settings, "2021-01", "run-new"):
-        assert json.loads(path.read_text())["run_id"] == "run-new"
+    with caplog.at_level(logging.WARNING, logger="flows.month_lock"):
+        with month_lock(settings, "2021-01", "run-new"):
+            assert json.loads(path.read_text())["run_id"] == "run-new"
+    assert f"replacing damaged lock {path} of month 2021-01" in caplog.text
+    assert "process None" not in caplog.text
 
 
 # --- run records ------------------------------------------------------------------------------
