@@ -78,9 +78,19 @@ CONSERVATIVE_SPACE = {
     "cat_smooth": [5.0, 100.0],
 }
 
+# A higher external credit score means a lower default rate: on the labeled rows before the
+# first backtest month (history and 2020-10), each of these features has a negative Spearman
+# correlation with the target. So the default probability may only fall as they grow.
+EXT_SOURCE_MONOTONE = {name: -1 for name in (
+    "ext_source_1", "ext_source_2", "ext_source_3", "ext_source_mean", "ext_source_min",
+    "ext_source_max", "ext_source_product")}
+# LightGBM's default max_depth is -1, which means no limit. Here every trial samples a depth.
+DEPTH_CAP_SPACE = {**BASELINE_SPACE, "max_depth": [3, 8]}
+
 BASELINE: dict[str, dict[str, Any]] = {
     "validation": {"offset": 1, "months": 1},
     "tuning": {"search_space": BASELINE_SPACE},
+    "lightgbm": {"monotone_constraints": {}},
     "feature_selection": {"method": "top_k", "top_k": 40, "gain_share": 0.95,
                           "excluded": [*SENSITIVE, *NEW_FEATURES]},
 }
@@ -123,6 +133,14 @@ CANDIDATES = [
     Candidate("gain_share_90", "selection",
               "keep the fewest features that carry 90 % of the gain",
               {"feature_selection": {"method": "gain_share", "gain_share": 0.9}}),
+    Candidate("monotone_ext_source", "monotone",
+              "default probability non-increasing in ext_source_1/2/3 and their mean, min, "
+              "max and product",
+              {"lightgbm": {"monotone_constraints": EXT_SOURCE_MONOTONE}}),
+    # Its own family, not search_space, so that it is combined with the monotone candidate
+    # when both are kept.
+    Candidate("depth_cap", "depth", "baseline search space plus max_depth sampled in [3, 8]",
+              {"tuning": {"search_space": DEPTH_CAP_SPACE}}),
 ]
 
 

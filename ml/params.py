@@ -17,6 +17,8 @@ from flows.config import ML_PARAMS_FILE
 from flows.errors import CreditflowError
 
 SELECTION_METHODS = ("off", "top_k", "gain_share")
+# LightGBM's monotone_constraints values: -1 decreasing, 0 free, +1 increasing.
+MONOTONE_DIRECTIONS = (-1, 0, 1)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,11 @@ class ModelParams:
     @property
     def lightgbm(self) -> dict[str, Any]:
         return self.raw["lightgbm"]
+
+    @property
+    def monotone_constraints(self) -> dict[str, int]:
+        """Feature name -> direction of the default probability as the feature grows."""
+        return dict(self.raw["lightgbm"].get("monotone_constraints") or {})
 
     @property
     def feature_selection(self) -> dict[str, Any]:
@@ -135,6 +142,13 @@ def _check(raw: dict[str, Any], where: str) -> None:
                 or not all(isinstance(b, int | float) for b in bounds) or bounds[0] > bounds[1]):
             raise _fail(where, f"tuning.search_space.{name}", bounds,
                         "[low, high] with low <= high")
+    depth = (tuning.get("search_space") or {}).get("max_depth")
+    # LightGBM reads max_depth <= 0 as no limit, which a sampled range cannot mean.
+    if depth is not None and not all(type(b) is int and b >= 1 for b in depth):
+        raise _fail(where, "tuning.search_space.max_depth", depth,
+                    "[low, high] of integers >= 1 (leave max_depth out for no depth limit)")
+
+    _check_monotone(raw["lightgbm"], where)
 
     selection = raw["feature_selection"]
     method = selection.get("method")
@@ -166,3 +180,21 @@ def _check(raw: dict[str, Any], where: str) -> None:
     top_n = raw["reason_codes"].get("top_n")
     if not isinstance(top_n, int) or top_n < 0:
         raise _fail(where, "reason_codes.top_n", top_n, "an integer >= 0")
+
+
+def _check_monotone(lightgbm: dict[str, Any], where: str) -> None:
+    constraints = lightgbm.setdefault("monotone_constraints", {})
+    # YAML reads an empty value (`monotone_constraints:`) as null.
+    if constraints is None:
+        lightgbm["monotone_constraints"] = constraints = {}
+    if not isinstance(constraints, dict):
+        raise _fail(where, "lightgbm.monotone_constraints", constraints,
+                    "a mapping of feature name to -1, 0 or 1")
+    for name, direction in constraints.items():
+        # type() and not isinstance(), because YAML's true and false load as Python bools,
+        # and bool is a subclass of int.
+        valid = type(direction) is int and direction in MONOTONE_DIRECTIONS
+        if not isinstance(name, str) or not valid:
+            raise _fail(where, f"lightgbm.monotone_constraints.{name}", direction,
+                        "-1 (default probability falls as the feature grows), 0 (no "
+                        "constraint) or 1 (rises)")

@@ -15,6 +15,7 @@ import lightgbm as lgb
 import numpy as np
 import optuna
 
+from flows.errors import CreditflowError
 from ml.features import FeatureSpec
 from ml.params import ModelParams
 
@@ -22,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 # Parameters a trial samples on a log scale.
 _LOG_SCALE = {"learning_rate", "lambda_l1", "lambda_l2", "cat_smooth"}
-_INTEGER = {"num_leaves", "min_child_samples", "min_data_per_group"}
+_INTEGER = {"num_leaves", "min_child_samples", "min_data_per_group", "max_depth"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,44 @@ def fixed_params(params: ModelParams) -> dict[str, Any]:
         "max_cat_to_onehot": int(params.lightgbm["max_cat_to_onehot"]),
         **dataset_params(params),
     }
+
+
+def check_monotone_constraints(spec: FeatureSpec, params: ModelParams) -> None:
+    """Raise if ``lightgbm.monotone_constraints`` names a column the model cannot constrain.
+
+    A column must be one of the model's numeric features or an excluded column. LightGBM
+    4.7 aborts the whole process when a categorical feature has a monotone constraint.
+    """
+    excluded = set(params.feature_selection["excluded"])
+    for name, direction in params.monotone_constraints.items():
+        if name in spec.categorical and direction != 0:
+            raise CreditflowError(
+                f"invalid lightgbm.monotone_constraints.{name} = {direction} in ml/params.yml: "
+                f"{name} is categorical, and LightGBM rejects monotone constraints on "
+                "categorical features. Remove it from the mapping")
+        if name not in spec.features and name not in excluded:
+            raise CreditflowError(
+                f"invalid lightgbm.monotone_constraints.{name} in ml/params.yml: no feature "
+                f"{name} in application_features. Correct the column name or remove it")
+
+
+def monotone_params(features: list[str], params: ModelParams) -> dict[str, Any]:
+    """Return LightGBM's ``monotone_constraints`` list aligned with ``features``.
+
+    Configured columns that are not among ``features`` (left out by feature selection or
+    excluded) are skipped. The result is an empty dict when no kept feature is constrained, so
+    the trained model file is the same as without the option.
+    """
+    configured = params.monotone_constraints
+    directions = [int(configured.get(name, 0)) for name in features]
+    if not any(directions):
+        return {}
+    constrained = [f"{name} {direction:+d}" for name, direction in zip(features, directions,
+                                                                          strict=True)
+                   if direction]
+    logger.info("monotone constraints on %d of %d features: %s", len(constrained),
+                len(features), ", ".join(constrained))
+    return {"monotone_constraints": directions}
 
 
 def make_dataset(matrix: np.ndarray, target: np.ndarray, spec: FeatureSpec, params: ModelParams,
@@ -101,7 +140,9 @@ class _ReportValidationAuc:
 def tune(tuning: lgb.Dataset, validation: lgb.Dataset, params: ModelParams) -> TuningResult:
     """Search the parameter space with seeded TPE and median pruning on validation AUC."""
     settings = params.tuning
-    base = fixed_params(params)
+    # The constraints go into every trial and, through the chosen parameters, into the refit
+    # and the model's metadata.
+    base = {**fixed_params(params), **monotone_params(list(tuning.feature_name), params)}
     trials = int(settings["trials"])
 
     def objective(trial: optuna.Trial) -> float:
@@ -170,6 +211,7 @@ def select_features(tuning: lgb.Dataset, validation: lgb.Dataset, spec: FeatureS
     Returns the kept features (model order) and every feature's gain. With method ``off`` all
     features are kept and no model is trained.
     """
+    check_monotone_constraints(spec, params)
     selection = params.feature_selection
     method = selection["method"]
     if method == "off":
