@@ -15,6 +15,7 @@ import yaml
 
 from flows.config import ML_PARAMS_FILE
 from flows.errors import CreditflowError
+from ml.policy import DECISIONS
 
 SELECTION_METHODS = ("off", "top_k", "gain_share")
 # LightGBM's monotone_constraints values: -1 decreasing, 0 free, +1 increasing.
@@ -72,6 +73,11 @@ class ModelParams:
     @property
     def reason_top_n(self) -> int:
         return int(self.raw["reason_codes"]["top_n"])
+
+    @property
+    def reason_decisions(self) -> list[str]:
+        """Decisions whose applications get reason codes; the others get none (NULL)."""
+        return list(self.raw["reason_codes"]["decisions"])
 
     def with_overrides(self, **sections: dict[str, Any]) -> ModelParams:
         """Return a copy with the given sections updated key by key (``tuning={"trials": 5}``)."""
@@ -180,6 +186,10 @@ def _check(raw: dict[str, Any], where: str) -> None:
     top_n = raw["reason_codes"].get("top_n")
     if not isinstance(top_n, int) or top_n < 0:
         raise _fail(where, "reason_codes.top_n", top_n, "an integer >= 0")
+    explained = raw["reason_codes"].setdefault("decisions", list(DECISIONS))
+    if not isinstance(explained, list) or not all(name in DECISIONS for name in explained):
+        raise _fail(where, "reason_codes.decisions", explained,
+                    f"a list of decisions among {', '.join(DECISIONS)}")
 
 
 def _check_monotone(lightgbm: dict[str, Any], where: str) -> None:

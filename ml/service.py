@@ -380,10 +380,26 @@ def score_frame(model: LoadedModel, frame: pd.DataFrame, params: ModelParams
         "sk_id_curr": frame["sk_id_curr"].to_numpy(dtype=np.int64),
         "default_probability": probability.astype(np.float64),
         "decision": decisions.astype(str),
-        "reason_codes": reason_codes(model.booster, matrix, params.reason_names,
-                                     params.reason_top_n),
+        "reason_codes": explain_decisions(model.booster, matrix, decisions, params),
     })
     return scored, unseen
+
+
+def explain_decisions(booster: lgb.Booster, matrix: np.ndarray, decisions: np.ndarray,
+                      params: ModelParams) -> np.ndarray:
+    """Return the reason codes of the rows whose decision ``reason_codes.decisions`` lists.
+
+    The other rows get None (NULL in ``predictions``): not explained, which differs from an
+    empty list, the reasons of a row whose features all lowered its probability.
+    """
+    texts = np.full(len(matrix), None, dtype=object)
+    explained = np.isin(decisions, params.reason_decisions)
+    if explained.all():
+        texts[:] = reason_codes(booster, matrix, params.reason_names, params.reason_top_n)
+    elif explained.any():
+        texts[explained] = reason_codes(booster, matrix[explained], params.reason_names,
+                                        params.reason_top_n)
+    return texts
 
 
 def score_month(settings: Settings, month: str, params: ModelParams | None = None
@@ -406,8 +422,11 @@ def score_month(settings: Settings, month: str, params: ModelParams | None = Non
     # A feature the table lost is left out here and named by score_frame's error.
     available = store.feature_columns(settings)
     needed = [ID_COLUMN, MONTH_COLUMN, TARGET_COLUMN, *model.spec.features]
+    # Read as training reads: text as category codes and numbers as float32, the model's input
+    # type, so the read and the encoding handle no Python string per row.
     frame = store.read_features(settings, [month],
-                                columns=[name for name in needed if name in available])
+                                columns=[name for name in needed if name in available],
+                                text_as_category=True, numbers_as_float32=True)
     if frame.empty:
         raise CreditflowError(
             f"score month {month} has no rows in {store.FEATURE_TABLE}: ingest its file "

@@ -264,6 +264,29 @@ def test_scores_ignore_column_order_and_batch(trained, params):
         assert alone["reason_codes"].item() == whole["reason_codes"][position]
 
 
+def test_reason_codes_for_listed_decisions(trained, params):
+    warehouse, _ = trained
+    query = "select sk_id_curr, decision, reason_codes from predictions order by sk_id_curr"
+    service.score_month(warehouse, "2021-01", params=params)
+    every = _query(warehouse, query)
+    narrowed = params.with_overrides(reason_codes={"decisions": ["review", "decline"]})
+    service.score_month(warehouse, "2021-01", params=narrowed)
+    some = _query(warehouse, query)
+
+    approved = (some["decision"] == "approve").to_numpy()
+    assert approved.any()
+    assert not approved.all()
+    assert every["reason_codes"].notna().all()
+    assert some.loc[approved, "reason_codes"].isna().all()
+    assert some.loc[~approved, "reason_codes"].tolist() == \
+        every.loc[~approved, "reason_codes"].tolist()
+
+
+def test_reason_decisions_must_be_known():
+    with pytest.raises(CreditflowError, match=r"reason_codes\.decisions = \['approved'\]"):
+        load_params().with_overrides(reason_codes={"decisions": ["approved"]})
+
+
 def test_rescoring_replaces_month(trained, params):
     warehouse, _ = trained
     frame = sample_features()
