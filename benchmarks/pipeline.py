@@ -26,7 +26,7 @@ from ml import service, store
 from ml.explain import reason_codes
 from ml.features import to_matrix
 from ml.params import ModelParams, load_params
-from ml.policy import decide
+from ml.policy import DECLINE, REVIEW, decide
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 RUN_STEPS = ("ingest_gate", "dbt_build", "train", "score", "monitoring")
 DATA_STEPS = ("ingest_gate", "dbt_build")
 USER = "benchmark"
+# Decisions that get reason codes in the adverse-action variant of the score step.
+ADVERSE_ACTION = [REVIEW, DECLINE]
 
 
 def benchmark_params(trials: int, max_rounds: int) -> ModelParams:
@@ -143,11 +145,13 @@ def measure_scoring(home: Path, month: str, params: ModelParams, repetitions: in
                     reason_rows: int = 50_000) -> dict[str, Any]:
     """Time the parts of scoring ``month`` with the champion.
 
-    ``ml.service.score_month`` always computes reason codes, so the path without them is
-    assembled here from the same functions it calls: ``to_matrix``, ``Booster.predict``,
+    ``ml.service.score_month`` computes reason codes, so the path without them is assembled
+    here from the same functions it calls: ``to_matrix``, ``Booster.predict``,
     ``ml.policy.decide`` and ``ml.store.write_predictions``. Those parts run ``repetitions``
     times. Reason codes run once, on the first ``reason_rows`` rows, because on a full month
-    they take minutes. The whole path with reason codes is the monthly run's score step.
+    they take minutes. The whole path with reason codes for every application is the monthly
+    run's score step; the whole path with reason codes for the applications not approved
+    (``reason_codes.decisions: [review, decline]``) runs once here, last.
     """
     settings = load_settings(home)
     record = store.champion_record(settings)
@@ -167,8 +171,8 @@ def measure_scoring(home: Path, month: str, params: ModelParams, repetitions: in
     columns = ["sk_id_curr", "month", "target", *model.spec.features]
     rows = 0
     for repetition in range(repetitions):
-        frame = timed("read_features", lambda: store.read_features(settings, [month],
-                                                                   columns=columns))
+        frame = timed("read_features", lambda: store.read_features(
+            settings, [month], columns=columns, text_as_category=True, numbers_as_float32=True))
         rows = len(frame)
         matrix, _ = timed("encode", lambda frame=frame: to_matrix(frame, model.spec,
                                                                   dtype=np.float32))
@@ -181,6 +185,11 @@ def measure_scoring(home: Path, month: str, params: ModelParams, repetitions: in
         if repetition == 0:
             timed("reason_codes", lambda matrix=matrix: reason_codes(
                 model.booster, matrix[:reason_rows], params.reason_names, params.reason_top_n))
+    # The whole score step again, with reason codes only for the applications that are not
+    # approved (the reasons an adverse-action notice needs): reason_codes.decisions.
+    adverse_action = params.with_overrides(reason_codes={"decisions": ADVERSE_ACTION})
+    timed("score_month_not_approved_reasons",
+          lambda: service.score_month(settings, month, adverse_action))
     return {"rows": rows, "reason_rows": min(rows, reason_rows), "model_id": model.model_id,
             "features": len(model.spec.features), "trees": model.booster.num_trees(),
             "seconds": samples}

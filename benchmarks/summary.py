@@ -95,6 +95,10 @@ def summarize_scoring(runs: list[dict[str, Any]], months: list[dict[str, Any]]
         seconds = parts["reason_codes"]["median"]
         rates["reason_codes_only"] = {"seconds": seconds, "per_second": reason_rows / seconds,
                                       "rows": reason_rows}
+    adverse_action = parts.get("score_month_not_approved_reasons", {}).get("median")
+    if adverse_action:
+        rates["score_month_not_approved_reasons"] = {"seconds": adverse_action,
+                                                     "per_second": rows / adverse_action}
     score_steps = stats([run["result"]["steps"]["score"]["seconds"] for run in months
                          if "score" in run["result"]["steps"]])
     if score_steps["median"]:

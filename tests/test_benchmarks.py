@@ -85,6 +85,8 @@ def test_quick_run_summary_and_chart(quick_results: tuple[dict, Path]) -> None:
     assert scoring["rates"]["score_month"]["per_second"] > 0
     assert scoring["rates"]["reason_codes_only"]["rows"] == QUICK_ROWS
     assert len(scoring["parts"]["reason_codes"]["values"]) == 1
+    assert scoring["rates"]["score_month_not_approved_reasons"]["per_second"] > 0
+    assert len(scoring["parts"]["score_month_not_approved_reasons"]["values"]) == 1
 
     names = [target["name"] for target in results["targets"]]
     assert names == ["data_steps_speedup", "history_growth", "scoring_probabilities_decisions",
@@ -120,6 +122,15 @@ def _scoring(size: int, rows: int, seconds: float) -> dict:
              "write_without_reasons")
     return {"kind": "scoring", "size": size, "repetition": 1, "ok": True,
             "result": {"rows": rows, "seconds": {part: [seconds] for part in parts}}}
+
+
+def test_not_approved_reasons_rate() -> None:
+    run = _scoring(10, 1000, 0.001)
+    run["result"]["seconds"]["score_month_not_approved_reasons"] = [0.5]
+    rates = summarize(runs=[run], sizes=[10])["scoring"]["10"]["rates"]
+    assert rates["score_month_not_approved_reasons"]["per_second"] == pytest.approx(2000)
+    assert "score_month_not_approved_reasons" not in \
+        summarize(runs=[_scoring(10, 1000, 0.001)], sizes=[10])["scoring"]["10"]["rates"]
 
 
 def test_stats_median_and_spread() -> None:
