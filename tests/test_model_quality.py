@@ -156,3 +156,19 @@ def test_params_file_matches_backtest_choice() -> None:
     for section, values in results["backtest"]["chosen_overrides"].items():
         for key, value in values.items():
             assert params.raw[section][key] == value, f"{section}.{key}"
+
+
+def test_notebook_recipe_given_columns(real_files: list[Path]) -> None:
+    import pandas as pd
+
+    frames = [pd.read_csv(path) for path in real_files[:3]]
+    training = pd.concat(frames[:2], ignore_index=True)
+    columns = [name for name in model_quality.NOTEBOOK_COLUMNS if name != "CODE_GENDER"]
+    matrix = model_quality._notebook_matrix(training, columns)
+    assert not [name for name in matrix.columns if name.startswith("CODE_GENDER")]
+    assert [name for name in model_quality._notebook_matrix(
+        training, model_quality.NOTEBOOK_COLUMNS).columns if name.startswith("CODE_GENDER")]
+
+    result = model_quality.notebook_recipe(training, frames[2], trials=1, columns=columns)
+    assert result["columns"] == len(model_quality.NOTEBOOK_COLUMNS) - 1
+    assert 0.5 < result["auc"] < 1.0
