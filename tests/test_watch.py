@@ -611,3 +611,48 @@ def test_deployment_run_followed_after_restart(prefect_server, backfilled_home, 
         "predictions_2021-01.csv", "predictions_2021-01.parquet", "report_2021-01.html"]
     assert _ids_of_csv((out / "predictions_2021-01.csv").read_text(), "sk_id_curr") == \
         _ids_of_csv(real_files[4].read_text(), "SK_ID_CURR")
+
+
+@pytest.mark.slow
+def test_file_deferred_while_run_followed(prefect_server, backfilled_home, real_files, tmp_path,
+                                          caplog):
+    """A second file stays untaken in the inbox while the first file's flow run is followed."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.deployment import build_deployment, ensure_work_pool, full_name
+    from tests.conftest import REAL_UNLABELED
+
+    home = tmp_path / "home"
+    shutil.copytree(backfilled_home, home)
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    # A pool that no worker serves, so the triggered flow run stays scheduled.
+    pool, name = "creditflow-defer-test", "deferring"
+    settings = Settings(home=home, inbox_url=str(drop), output_url=str(tmp_path / "out"),
+                        deployment=full_name(name))
+    caplog.set_level(logging.INFO, logger=WATCH_LOGGER)
+
+    with temporary_settings({PREFECT_API_URL: prefect_server.url}):
+        deployment = build_deployment(settings)
+        deployment.name = name
+        deployment.schedules = []
+        ensure_work_pool(pool)
+        deployment.apply(work_pool_name=pool)
+
+        watcher = Watcher(settings, reuse_model=True, poll_seconds=1, follow_seconds=2)
+        shutil.copy(real_files[4], drop / "20210101.csv")
+        shutil.copy(REAL_UNLABELED, drop / "20210201.csv")
+        assert _actions(watcher.scan()) == {"20210101.csv": "waiting",
+                                            "20210201.csv": "waiting"}
+        assert _actions(watcher.scan()) == {"20210101.csv": "following",
+                                            "20210201.csv": "deferred"}
+        [row] = watcher.state.files()
+        assert row["name"] == "20210101.csv"
+        deferred = [message for message in caplog.messages
+                    if message.startswith("20210201.csv: left for a later scan")]
+        assert deferred
+        assert row["run_id"] in deferred[0]
+
+        # While the first run has not ended, later scans only follow it.
+        assert _actions(watcher.scan()) == {"20210101.csv": "following"}
+        assert [row["name"] for row in watcher.state.files()] == ["20210101.csv"]
