@@ -114,6 +114,37 @@ def _fail(where: str, key: str, value: Any, expected: str) -> CreditflowError:
     return CreditflowError(f"invalid {key} = {value!r} in {where}: expected {expected}")
 
 
+# The keys each section may contain. Any other key is a typo that would be silently ignored.
+# The names under tuning.search_space and reason_codes.names are free.
+KNOWN_KEYS = {
+    "validation": {"offset", "months", "history_holdout_fraction"},
+    "tuning": {"trials", "timeout_seconds", "early_stopping_rounds", "max_boost_rounds",
+               "pruner_startup_trials", "pruner_warmup_rounds", "search_space"},
+    "lightgbm": {"num_threads", "max_cat_to_onehot", "max_bin", "monotone_constraints"},
+    "feature_selection": {"method", "top_k", "gain_share", "excluded"},
+    "decision": {"approve_below", "decline_from"},
+    "promotion": {"auc_tolerance"},
+    "compare": {"lightgbm_rounds", "lightgbm_learning_rate", "lightgbm_num_leaves"},
+    "reason_codes": {"top_n", "decisions", "names"},
+}
+
+
+def _check_known_keys(raw: dict[str, Any], where: str) -> None:
+    for key in raw:
+        if key != "seed" and key not in KNOWN_KEYS:
+            raise CreditflowError(
+                f"unknown section {key!r} in {where}: expected seed, "
+                f"{', '.join(KNOWN_KEYS)}. Correct its name or remove it")
+    for section, known in KNOWN_KEYS.items():
+        if not isinstance(raw[section], dict):
+            raise _fail(where, section, raw[section], "a mapping of keys to values")
+        unknown = sorted(set(raw[section]) - known)
+        if unknown:
+            raise CreditflowError(
+                f"unknown key {section}.{unknown[0]} in {where}: expected one of "
+                f"{', '.join(sorted(known))}. Correct its name or remove it")
+
+
 def _check(raw: dict[str, Any], where: str) -> None:
     required = ("seed", "validation", "tuning", "lightgbm", "feature_selection", "decision",
                 "promotion", "compare", "reason_codes")
@@ -121,6 +152,7 @@ def _check(raw: dict[str, Any], where: str) -> None:
         if section not in raw:
             raise CreditflowError(f"section {section!r} is missing in {where}: add it "
                                   "(see ml/params.yml in the repository)")
+    _check_known_keys(raw, where)
 
     if not isinstance(raw["seed"], int):
         raise _fail(where, "seed", raw["seed"], "an integer")

@@ -160,6 +160,26 @@ def test_params_reject_invalid_values(section, values, key):
         load_params().with_overrides(**{section: values})
 
 
+@pytest.mark.parametrize(("section", "values", "message"), [
+    ("reason_codes", {"decision": ["review"]}, "unknown key reason_codes.decision"),
+    ("lightgbm", {"monotone_constraint": {}}, "unknown key lightgbm.monotone_constraint"),
+    ("sed", 42, "unknown section 'sed'"),
+])
+def test_params_reject_unknown_keys(section, values, message):
+    with pytest.raises(CreditflowError, match=message):
+        load_params().with_overrides(**{section: values})
+
+
+def test_params_file_unknown_key_named(tmp_path):
+    text = load_params().source_text.replace("  top_n: 3", "  top_n: 3\n  decision: [review]")
+    path = tmp_path / "params.yml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(CreditflowError) as caught:
+        load_params(path)
+    assert f"unknown key reason_codes.decision in {path}" in str(caught.value)
+    assert "decisions, names, top_n" in str(caught.value)
+
+
 def test_params_missing_file(tmp_path):
     with pytest.raises(CreditflowError, match="not found"):
         load_params(tmp_path / "absent.yml")
