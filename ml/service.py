@@ -120,6 +120,7 @@ def train_month(settings: Settings, month: str, trials: int | None = None,
                               "sk_id_curr, month and target: check the dbt feature mart")
 
     inventory = store.month_inventory(settings)
+    _require_month_rows(inventory, month)
     labeled = inventory.loc[inventory["labeled"] > 0, "month"].tolist()
     plan = plan_split(labeled, inventory["month"].tolist(), month, params.validation["offset"],
                       params.validation["months"])
@@ -252,6 +253,22 @@ def _outcome(model_id: str, promoted: bool, reason: str, plan: SplitPlan, valida
                         validation_month=plan.validation_month, validation_auc=validation_auc,
                         training_months=list(plan.training_months), out_of_time=plan.out_of_time,
                         artifact_path=str(path))
+
+
+def _require_month_rows(inventory: pd.DataFrame, month: str) -> None:
+    """Raise when the feature table has no applications of ``month``.
+
+    A mistyped month would otherwise train on whatever months precede it, and a model trained
+    that way could replace the champion.
+    """
+    if month in set(inventory["month"]):
+        return
+    present = sorted(inventory["month"], key=month_sort_key)
+    found = f"{present[0]} to {present[-1]}" if present else "none"
+    raise CreditflowError(
+        f"no applications of score month {month} in {store.FEATURE_TABLE} (months there: "
+        f"{found}): check the month, or ingest its file and build the features first "
+        "(creditflow ingest YYYYMMDD.csv, creditflow build)")
 
 
 def _require_two_classes(target: np.ndarray, what: str, month: str) -> None:
@@ -521,6 +538,7 @@ def compare_month(settings: Settings, month: str, params: ModelParams | None = N
     month = _month(month)
     features, categorical = _model_columns(settings, params)
     inventory = store.month_inventory(settings)
+    _require_month_rows(inventory, month)
     labeled = inventory.loc[inventory["labeled"] > 0, "month"].tolist()
     plan = plan_split(labeled, inventory["month"].tolist(), month, params.validation["offset"])
     own = store.read_features(settings, [month], labeled_only=True)

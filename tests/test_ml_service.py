@@ -363,7 +363,7 @@ def test_train_and_score_commands(warehouse, capsys):
 # --- clear errors -----------------------------------------------------------------------------
 
 def test_error_training_months_without_labels(settings, params):
-    frame = sample_features(["history", "2020-10"])
+    frame = sample_features(["history", "2020-10", "2020-11"])
     frame["target"] = pd.NA
     write_feature_table(settings, frame)
     with pytest.raises(CreditflowError) as error:
@@ -374,8 +374,21 @@ def test_error_training_months_without_labels(settings, params):
     assert "initial.csv" in message
 
 
+@pytest.mark.parametrize("month", ["1999-01", "2030-06"])
+def test_error_score_month_without_applications(trained, params, month):
+    warehouse, champion = trained
+    with pytest.raises(CreditflowError) as error:
+        service.train_month(warehouse, month, params=params)
+    message = str(error.value)
+    assert f"no applications of score month {month} in application_features" in message
+    assert "months there: history to 2021-01" in message
+    assert service.champion(warehouse)["model_id"] == champion.model_id
+    assert [model["model_id"] for model in service.list_models(warehouse)] == \
+        [champion.model_id]
+
+
 def test_error_single_class_training_set(settings, params):
-    frame = sample_features(["history", "2020-10", "2020-11"])
+    frame = sample_features(["history", "2020-10", "2020-11", "2020-12"])
     frame["target"] = 0
     write_feature_table(settings, frame)
     with pytest.raises(CreditflowError) as error:
