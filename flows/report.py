@@ -382,6 +382,7 @@ def write_report(settings: Settings, month: str, out: str | Path | None = None) 
             raise CreditflowError(f"nothing to report for {month}: the warehouse has neither "
                                   "applications nor predictions of that month")
         found = alerts_from_connection(connection, month, config)
+    _warn_if_stale(data, month)
     document = render_report(data, found, config, datetime.now(UTC))
     path = Path(out) if out else default_report_path(settings, month)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -391,6 +392,25 @@ def write_report(settings: Settings, month: str, out: str | Path | None = None) 
     logger.info("monitoring report of %s written to %s (%d alerts and warnings)", month, path,
                 len(found))
     return path
+
+
+def _warn_if_stale(data: dict[str, Any], month: str) -> None:
+    """Log a warning when the month's predictions and its monitoring tables disagree.
+
+    The report reads the monitoring tables as they are. After a standalone ``score`` they still
+    describe the earlier predictions of the month, or none.
+    """
+    scored = 0 if data["scores"] is None else len(data["scores"])
+    decisions = data["decisions"]
+    monitored = 0
+    if decisions is not None and not decisions.empty:
+        rows = decisions.loc[decisions["month"] == month, "scored_rows"]
+        monitored = int(rows.iloc[0]) if len(rows) else 0
+    if scored != monitored:
+        logger.warning(
+            "the monitoring tables of %s are out of date: predictions has %d application(s) "
+            "of the month, monitoring_decisions %d. Rebuild them with creditflow build "
+            "--select tag:monitoring, then write the report again", month, scored, monitored)
 
 
 def command_report(args, settings: Settings) -> int:

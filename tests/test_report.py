@@ -6,6 +6,7 @@ import base64
 import csv
 import io
 import re
+import shutil
 
 import duckdb
 import matplotlib.image
@@ -106,3 +107,24 @@ def test_report_real_month_auc(backfilled_home, real_files, tmp_path):
     assert realized[0][1] == 1000
     assert realized[0][0] == pytest.approx(expected, abs=1e-9)
     assert f"<td class=\"num\">{realized[0][0]:.4g}</td>" in document
+
+
+def test_report_warns_on_stale_monitoring(tmp_path_factory, tmp_path, caplog):
+    home = tmp_path / "home"
+    shutil.copytree(synthetic_home(tmp_path_factory), home)
+    settings = load_settings(home)
+    with caplog.at_level("WARNING", logger="flows.report"):
+        write_report(settings, "2021-01", out=tmp_path / "current.html")
+    assert "out of date" not in caplog.text
+
+    # A standalone score that changed the month's predictions without rebuilding monitoring.
+    with duckdb.connect(str(settings.warehouse)) as connection:
+        connection.execute("delete from predictions where score_month = '2021-01' "
+                           "and sk_id_curr % 2 = 0")
+        kept = connection.execute("select count(*) from predictions "
+                                  "where score_month = '2021-01'").fetchone()[0]
+    with caplog.at_level("WARNING", logger="flows.report"):
+        write_report(settings, "2021-01", out=tmp_path / "stale.html")
+    assert f"the monitoring tables of 2021-01 are out of date: predictions has {kept}" in \
+        caplog.text
+    assert "creditflow build --select tag:monitoring" in caplog.text
