@@ -55,7 +55,7 @@ from flows.months import (  # noqa: E402
     previous_month,
 )
 from flows.notify import build_payload, notify  # noqa: E402
-from flows.pipeline_runs import FAILED, RUN, SKIPPED, SUCCEEDED  # noqa: E402
+from flows.pipeline_runs import FAILED, INTERRUPTED, RUN, SKIPPED, SUCCEEDED  # noqa: E402
 from flows.run_command import STEPS, select_steps, validate_month  # noqa: E402, F401
 from flows.warehouse import (  # noqa: E402
     WarehouseLockedError,
@@ -588,6 +588,9 @@ def _run_steps(settings: Settings, run_id: str, month: str, steps: list[str],
         except Exception as error:
             raise _fail_run(settings, run_id, month, step, error, results,
                             trigger_file) from error
+        except KeyboardInterrupt:
+            _record_interrupt(settings, run_id, month, step)
+            raise
         results[step] = {"status": status, **result}
 
     summary = month_summary(settings, month, run_id, results, trigger_file=trigger_file)
@@ -596,6 +599,21 @@ def _run_steps(settings: Settings, run_id: str, month: str, steps: list[str],
     pipeline_runs.finish(settings, run_id, RUN, SUCCEEDED, detail=summary)
     log.info("%s: run %s succeeded: %s", month, run_id, summary["text"])
     return summary
+
+
+def _record_interrupt(settings: Settings, run_id: str, month: str, step: str) -> None:
+    """Record that the user stopped the run (Ctrl-C or SIGTERM) during ``step``.
+
+    Best effort: the process is on its way out, and the next run of the month closes rows left
+    running anyway.
+    """
+    message = (f"stopped by an interrupt (Ctrl-C or SIGTERM) during {step}: finish the month "
+               f"with creditflow run --month {month} --from {step}")
+    try:
+        pipeline_runs.finish(settings, run_id, step, INTERRUPTED, error=message)
+        pipeline_runs.finish(settings, run_id, RUN, INTERRUPTED, error=message)
+    except Exception as error:
+        logger.warning("could not record the interruption of run %s: %s", run_id, error)
 
 
 # --- Python and command-line entry points ---------------------------------------------------

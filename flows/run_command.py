@@ -1,8 +1,8 @@
 """The ``creditflow run`` and ``creditflow backfill`` commands, and the step names they accept.
 
 This module imports neither Prefect nor :mod:`flows.monthly` at load time. Importing Prefect and
-starting its temporary server takes many seconds, so the commands reject a mistyped month or step
-before that.
+starting a temporary API server (:mod:`flows.prefect_api`) take many seconds, so the commands
+reject a mistyped month or step before that.
 """
 
 from __future__ import annotations
@@ -86,10 +86,12 @@ def command_run(args: Any, settings: Settings) -> int:
     select_steps(args.from_step, args.only_step)
 
     from flows.monthly import format_summary, run_month
+    from flows.prefect_api import api_server_for_flows
 
     hide_expected_tracebacks()
-    summary = run_month(settings, month, from_step=args.from_step,
-                        only_step=args.only_step, reuse_model=args.reuse_model)
+    with api_server_for_flows():
+        summary = run_month(settings, month, from_step=args.from_step,
+                            only_step=args.only_step, reuse_model=args.reuse_model)
     print(format_summary(summary))
     return 0
 
@@ -101,9 +103,11 @@ def command_backfill(args: Any, settings: Settings) -> int:
         raise CreditflowError(str(error)) from error
 
     from flows.monthly import backfill, format_summary
+    from flows.prefect_api import api_server_for_flows
 
     hide_expected_tracebacks()
-    summaries = backfill(settings, args.first, args.last, reuse_model=args.reuse_model)
+    with api_server_for_flows():
+        summaries = backfill(settings, args.first, args.last, reuse_model=args.reuse_model)
     for summary in summaries:
         print(format_summary(summary))
     return 0

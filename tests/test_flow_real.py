@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import pytest
 
 from flows.cli import main
@@ -298,4 +300,43 @@ def test_killed_scoring_leaves_month_whole(backfilled_home, prefect_server, tmp_
                            "and step in ('run', 'score') order by started_at")
     assert statuses[-4:] == [("run", "interrupted"), ("score", "interrupted"),
                              ("run", "succeeded"), ("score", "succeeded")]
+    assert not lock_path(settings, "2021-01").exists()
+
+
+def test_ctrl_c_stops_run_and_its_server(backfilled_home, tmp_path):
+    settings = _copy_home(backfilled_home, tmp_path)
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("PREFECT_API_URL", "CREDITFLOW_WEBHOOK_URL")}
+    environment["CREDITFLOW_HOME"] = str(settings.home)
+    log = tmp_path / "run.log"
+    # A session of its own, as a command in a terminal: Ctrl-C signals its whole process group.
+    process = start_process([sys.executable, "-m", "flows.cli", "run", "--month", "2021-01",
+                             "--from", "train"], environment, log)
+    try:
+        deadline = time.monotonic() + 240
+        while "training for 2021-01" not in log.read_text(errors="replace"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the run did not reach training:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    output = log.read_text(errors="replace")
+    assert process.returncode == 130, output[-3000:]
+    assert output.rstrip().endswith("interrupted")
+
+    # The temporary Prefect API server of the run was stopped with it.
+    started = re.search(r"temporary Prefect API server on (http://127\.0\.0\.1:\d+/api)", output)
+    assert started, output[-3000:]
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{started.group(1)}/health", timeout=2)
+
+    message = ("stopped by an interrupt (Ctrl-C or SIGTERM) during train: finish the month with "
+               "creditflow run --month 2021-01 --from train")
+    rows = _rows(settings.home, "select step, status, error from pipeline_runs where month = "
+                                "'2021-01' and step in ('run', 'train') order by started_at")
+    assert rows[-2:] == [("run", "interrupted", message), ("train", "interrupted", message)]
     assert not lock_path(settings, "2021-01").exists()
