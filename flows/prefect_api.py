@@ -36,12 +36,16 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_process_group(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Stop ``process``, started in a session of its own, with every process of that session.
+
+    Sends SIGTERM, and SIGKILL when the process has not ended after ``timeout`` seconds.
+    """
     if process.poll() is not None:
         return
     os.killpg(process.pid, signal.SIGTERM)
     try:
-        process.wait(timeout=10)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
@@ -111,5 +115,5 @@ def api_server_for_flows() -> Iterator[None]:
             yield
     finally:
         _drain_prefect_workers()
-        _stop(process)
+        stop_process_group(process)
         logger.info("stopped the temporary Prefect API server on %s", url)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from flows.config import REPO_ROOT
+from flows.prefect_api import stop_process_group
 
 
 def free_port() -> int:
@@ -30,13 +30,7 @@ def start_process(command: list[str], env: dict[str, str], log: Path) -> subproc
 
 
 def stop_process(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    stop_process_group(process, timeout=30)
 
 
 def tail(log: Path) -> str:
