@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from flows.cli import main
-from flows.config import DBT_PROJECT_DIR, Settings
+from flows.config import DBT_PROJECT_DIR, REPO_ROOT, Settings
 from flows.month_lock import MonthLockedError, lock_path
 from flows.monthly import STEPS, RunFailedError, command_status, run_month
 from flows.warehouse import connect
@@ -310,8 +310,14 @@ def test_ctrl_c_stops_run_and_its_server(backfilled_home, tmp_path):
     environment["CREDITFLOW_HOME"] = str(settings.home)
     log = tmp_path / "run.log"
     # A session of its own, as a command in a terminal: Ctrl-C signals its whole process group.
-    process = start_process([sys.executable, "-m", "flows.cli", "run", "--month", "2021-01",
-                             "--from", "train"], environment, log)
+    # SIGINT back to its default action, because a shell starts background jobs with SIGINT
+    # ignored and the child would inherit that.
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", "run", "--month", "2021-01", "--from", "train"],
+            cwd=REPO_ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         while "training for 2021-01" not in log.read_text(errors="replace"):
