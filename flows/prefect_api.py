@@ -93,8 +93,8 @@ def api_server_for_flows() -> Iterator[None]:
     if settings.api.url:
         yield
         return
-    url = f"http://127.0.0.1:{_free_port()}/api"
-    port = url.split(":")[2].split("/")[0]
+    port = str(_free_port())
+    url = f"http://127.0.0.1:{port}/api"
     environment = {
         **os.environ,
         **settings.to_environment_variables(exclude_unset=True),

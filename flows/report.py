@@ -400,6 +400,8 @@ def _warn_if_stale(data: dict[str, Any], month: str) -> None:
     The report reads the monitoring tables as they are. After a standalone ``score`` they still
     describe the earlier predictions of the month, or none.
     """
+    # NOTE: only the row counts are compared, so a rescore of the same applications with another
+    # model is not detected.
     scored = 0 if data["scores"] is None else len(data["scores"])
     decisions = data["decisions"]
     monitored = 0

@@ -121,10 +121,10 @@ def test_report_warns_on_stale_monitoring(tmp_path_factory, tmp_path, caplog):
     with duckdb.connect(str(settings.warehouse)) as connection:
         connection.execute("delete from predictions where score_month = '2021-01' "
                            "and sk_id_curr % 2 = 0")
-        kept = connection.execute("select count(*) from predictions "
+        remaining = connection.execute("select count(*) from predictions "
                                   "where score_month = '2021-01'").fetchone()[0]
     with caplog.at_level("WARNING", logger="flows.report"):
         write_report(settings, "2021-01", out=tmp_path / "stale.html")
-    assert f"the monitoring tables of 2021-01 are out of date: predictions has {kept}" in \
+    assert f"the monitoring tables of 2021-01 are out of date: predictions has {remaining}" in \
         caplog.text
     assert "creditflow build --select tag:monitoring" in caplog.text
